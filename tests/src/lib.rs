@@ -1,0 +1,2 @@
+//! Keel integration tests live in `tests/`; this library only holds shared helpers.
+#![forbid(unsafe_code)]
