@@ -1,0 +1,55 @@
+//! Small file-system helpers PID 1 needs early: writing a value into a
+//! /proc or /sys file, and opening the console.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `value` into a kernel file such as /proc/sys/kernel/printk_devkmsg.
+pub fn write_file(path: &Path, value: &str) -> io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+/// Counts the zombie processes visible in `proc` (state `Z` in stat).
+pub fn count_zombies(proc: &Path) -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(proc)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The state follows the command name, which is in parentheses and
+        // may itself contain spaces or parentheses.
+        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) {
+            if rest.trim_start().starts_with('Z') {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_zombies_in_a_fake_proc() {
+        let d = std::env::temp_dir().join(format!("keel-proc-{}", std::process::id()));
+        for (pid, stat) in [
+            ("1", "1 (keel) S 0"),
+            ("7", "7 (a) b) Z 1"),
+            ("9", "9 (z) Z 1"),
+        ] {
+            std::fs::create_dir_all(d.join(pid)).unwrap();
+            std::fs::write(d.join(pid).join("stat"), stat).unwrap();
+        }
+        std::fs::create_dir_all(d.join("self")).unwrap();
+        assert_eq!(count_zombies(&d).unwrap(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

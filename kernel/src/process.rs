@@ -1,0 +1,564 @@
+//! Processes: spawning with a plan built before fork, reaping, signalling.
+//!
+//! Between fork and exec the child only makes async-signal-safe calls on
+//! data prepared beforehand (every CString, every pointer array, every fd).
+//! It walks through [`Stage`]s; when one fails it writes `{stage, errno}` to
+//! a close-on-exec pipe and exits 127, so the parent can say exactly which
+//! step failed. A successful exec closes the pipe and the parent reads EOF.
+
+use crate::{cvt, cvt_retry};
+use std::ffi::{CString, NulError};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The step of the child's set-up that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stage {
+    Stdio = 1,
+    Session = 2,
+    Cgroup = 3,
+    Rlimit = 4,
+    OomScore = 5,
+    Chdir = 6,
+    Groups = 7,
+    Gid = 8,
+    Uid = 9,
+    NoNewPrivs = 10,
+    Signals = 11,
+    Exec = 12,
+}
+
+impl Stage {
+    fn from_u32(v: u32) -> Option<Stage> {
+        use Stage::*;
+        [
+            Stdio, Session, Cgroup, Rlimit, OomScore, Chdir, Groups, Gid, Uid, NoNewPrivs, Signals,
+            Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Stage::Stdio => "setting up stdin/stdout/stderr",
+            Stage::Session => "creating a session",
+            Stage::Cgroup => "joining the cgroup",
+            Stage::Rlimit => "setting resource limits",
+            Stage::OomScore => "setting oom_score_adj",
+            Stage::Chdir => "changing to the working directory",
+            Stage::Groups => "setting supplementary groups",
+            Stage::Gid => "setting the group",
+            Stage::Uid => "setting the user",
+            Stage::NoNewPrivs => "setting no_new_privs",
+            Stage::Signals => "resetting the signal mask",
+            Stage::Exec => "executing the program",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Why a spawn failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("argument contains a NUL byte: {0}")]
+    Nul(#[from] NulError),
+    #[error("cannot open /dev/null: {0}")]
+    DevNull(#[source] io::Error),
+    #[error("cannot create the exec status pipe: {0}")]
+    Pipe(#[source] io::Error),
+    #[error("fork failed: {0}")]
+    Fork(#[source] io::Error),
+    #[error("{stage} failed: {source}")]
+    Child {
+        stage: Stage,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where a standard stream of the child goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    /// /dev/null (the default for stdin).
+    Null,
+    /// The parent's own stream.
+    Inherit,
+    /// This descriptor, duplicated onto the stream (the caller keeps it).
+    Fd(RawFd),
+}
+
+/// Everything a child needs, prepared before fork.
+pub struct Command {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    cwd: Option<CString>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Option<Vec<libc::gid_t>>,
+    umask: Option<u32>,
+    rlimits: Vec<(u32, u64)>,
+    oom_score_adj: Option<i32>,
+    no_new_privs: bool,
+    new_session: bool,
+    cgroup_procs: Option<CString>,
+    stdio: [Stdio; 3],
+}
+
+impl Command {
+    /// A command running `argv[0]` with `argv`; the environment starts empty.
+    pub fn new(argv: &[String]) -> Result<Command, SpawnError> {
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let path = argv.first().cloned().unwrap_or_default();
+        Ok(Command {
+            path,
+            argv,
+            env: Vec::new(),
+            cwd: None,
+            uid: None,
+            gid: None,
+            groups: None,
+            umask: None,
+            rlimits: Vec::new(),
+            oom_score_adj: None,
+            no_new_privs: false,
+            new_session: true,
+            cgroup_procs: None,
+            stdio: [Stdio::Null, Stdio::Inherit, Stdio::Inherit],
+        })
+    }
+
+    /// Adds `KEY=VALUE` to the environment.
+    pub fn env(&mut self, key: &str, value: &str) -> Result<&mut Self, SpawnError> {
+        self.env.push(CString::new(format!("{key}={value}"))?);
+        Ok(self)
+    }
+    pub fn cwd(&mut self, dir: &str) -> Result<&mut Self, SpawnError> {
+        self.cwd = Some(CString::new(dir)?);
+        Ok(self)
+    }
+    pub fn user(&mut self, uid: u32, gid: u32, groups: Vec<u32>) -> &mut Self {
+        self.uid = Some(uid);
+        self.gid = Some(gid);
+        self.groups = Some(groups);
+        self
+    }
+    pub fn umask(&mut self, mask: u32) -> &mut Self {
+        self.umask = Some(mask);
+        self
+    }
+    /// Sets a resource limit (soft = hard) in the child, e.g. RLIMIT_NOFILE.
+    pub fn rlimit(&mut self, resource: u32, value: u64) -> &mut Self {
+        self.rlimits.push((resource, value));
+        self
+    }
+    pub fn oom_score_adj(&mut self, v: i32) -> &mut Self {
+        self.oom_score_adj = Some(v);
+        self
+    }
+    pub fn no_new_privs(&mut self, on: bool) -> &mut Self {
+        self.no_new_privs = on;
+        self
+    }
+    /// Whether the child calls setsid (default yes: a service is not part of
+    /// PID 1's session and has no controlling terminal).
+    pub fn new_session(&mut self, on: bool) -> &mut Self {
+        self.new_session = on;
+        self
+    }
+    /// Moves the child into the cgroup whose `cgroup.procs` file is `path`
+    /// before anything else it does.
+    pub fn cgroup_procs(&mut self, path: &str) -> Result<&mut Self, SpawnError> {
+        self.cgroup_procs = Some(CString::new(path)?);
+        Ok(self)
+    }
+    pub fn stdin(&mut self, s: Stdio) -> &mut Self {
+        self.stdio[0] = s;
+        self
+    }
+    pub fn stdout(&mut self, s: Stdio) -> &mut Self {
+        self.stdio[1] = s;
+        self
+    }
+    pub fn stderr(&mut self, s: Stdio) -> &mut Self {
+        self.stdio[2] = s;
+        self
+    }
+
+    /// Forks and execs. Returns the child's pid once exec succeeded; if any
+    /// stage before exec failed, the child is reaped here and the stage and
+    /// errno are returned.
+    pub fn spawn(&self) -> Result<i32, SpawnError> {
+        let null = if self.stdio.contains(&Stdio::Null) {
+            // SAFETY: the path is a valid C string; the fd is new and ours.
+            let fd =
+                cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })
+                    .map_err(SpawnError::DevNull)?;
+            // SAFETY: `fd` was just opened and is owned by nobody else.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        } else {
+            None
+        };
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 returns.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }).map_err(SpawnError::Pipe)?;
+        // SAFETY: both descriptors were just created and belong to us.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+        let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = self.env.iter().map(|a| a.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        let stdio: [RawFd; 3] = self.stdio.map(|s| match s {
+            Stdio::Null => null.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            Stdio::Inherit => -2,
+            Stdio::Fd(fd) => fd,
+        });
+        let rlimits: Vec<(u32, libc::rlimit)> = self
+            .rlimits
+            .iter()
+            .map(|&(r, v)| {
+                (
+                    r,
+                    libc::rlimit {
+                        rlim_cur: v,
+                        rlim_max: v,
+                    },
+                )
+            })
+            .collect();
+        let oom = self.oom_score_adj.map(|v| {
+            let mut s = v.to_string().into_bytes();
+            s.push(b'\n');
+            s
+        });
+
+        // SAFETY: fork has no preconditions. The child below only calls
+        // async-signal-safe functions on memory prepared above, then execs
+        // or _exits; it never returns into Rust code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(SpawnError::Fork(io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY: we are the child; see `child` for what it touches.
+            unsafe {
+                child(
+                    self,
+                    &argv,
+                    &envp,
+                    stdio,
+                    &rlimits,
+                    oom.as_deref(),
+                    wr.as_raw_fd(),
+                )
+            }
+        }
+        drop(wr);
+        drop(null);
+        let mut report = [0u8; 8];
+        let n = read_full(rd.as_raw_fd(), &mut report);
+        if n == report.len() {
+            let stage = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+            let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+            let _ = waitpid_blocking(pid);
+            return Err(SpawnError::Child {
+                stage: Stage::from_u32(stage).unwrap_or(Stage::Exec),
+                source: io::Error::from_raw_os_error(errno),
+            });
+        }
+        Ok(pid)
+    }
+}
+
+fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: the slice past `got` is valid writable memory.
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += usize::try_from(n).unwrap_or(0);
+    }
+    got
+}
+
+/// The child between fork and exec. Only async-signal-safe calls.
+///
+/// # Safety
+/// Must only be called in a freshly forked child; every pointer array must
+/// be NULL-terminated and point into `cmd`'s CStrings.
+unsafe fn child(
+    cmd: &Command,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    stdio: [RawFd; 3],
+    rlimits: &[(u32, libc::rlimit)],
+    oom: Option<&[u8]>,
+    report: RawFd,
+) -> ! {
+    let fail = |stage: Stage| -> ! {
+        let errno = *libc::__errno_location();
+        let mut buf = [0u8; 8];
+        buf[..4].copy_from_slice(&(stage as u32).to_ne_bytes());
+        buf[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(report, buf.as_ptr().cast(), buf.len());
+        libc::_exit(127)
+    };
+    if let Some(procs) = &cmd.cgroup_procs {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            fail(Stage::Cgroup);
+        }
+        libc::close(fd);
+    }
+    // Standard streams: an fd that is already in place must lose CLOEXEC.
+    for (target, &src) in stdio.iter().enumerate() {
+        let target = target as RawFd;
+        if src == -2 {
+            continue;
+        }
+        if src == target {
+            let flags = libc::fcntl(target, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(target, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                fail(Stage::Stdio);
+            }
+        } else if src < 0 || libc::dup2(src, target) < 0 {
+            fail(Stage::Stdio);
+        }
+    }
+    if cmd.new_session && libc::setsid() < 0 {
+        fail(Stage::Session);
+    }
+    for (res, lim) in rlimits {
+        if libc::setrlimit(*res as _, lim) < 0 {
+            fail(Stage::Rlimit);
+        }
+    }
+    if let Some(oom) = oom {
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 || libc::write(fd, oom.as_ptr().cast(), oom.len()) < 0 {
+            fail(Stage::OomScore);
+        }
+        libc::close(fd);
+    }
+    if let Some(cwd) = &cmd.cwd {
+        if libc::chdir(cwd.as_ptr()) < 0 {
+            fail(Stage::Chdir);
+        }
+    }
+    if let Some(groups) = &cmd.groups {
+        if libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
+            fail(Stage::Groups);
+        }
+    }
+    if let Some(gid) = cmd.gid {
+        if libc::setgid(gid) < 0 {
+            fail(Stage::Gid);
+        }
+    }
+    if let Some(uid) = cmd.uid {
+        if libc::setuid(uid) < 0 {
+            fail(Stage::Uid);
+        }
+    }
+    if let Some(mask) = cmd.umask {
+        libc::umask(mask as libc::mode_t);
+    }
+    if cmd.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+        fail(Stage::NoNewPrivs);
+    }
+    let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    libc::sigemptyset(empty.as_mut_ptr());
+    if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) < 0 {
+        fail(Stage::Signals);
+    }
+    libc::execve(cmd.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    fail(Stage::Exec)
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled { signal: i32, core: bool },
+}
+
+impl ExitStatus {
+    fn from_raw(status: i32) -> ExitStatus {
+        if libc::WIFEXITED(status) {
+            ExitStatus::Exited(libc::WEXITSTATUS(status))
+        } else {
+            ExitStatus::Signaled {
+                signal: libc::WTERMSIG(status),
+                core: libc::WCOREDUMP(status),
+            }
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Exited(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(c) => write!(f, "exit status {c}"),
+            ExitStatus::Signaled { signal, core } => {
+                write!(f, "killed by {}", crate::signal::name(*signal))?;
+                if *core {
+                    f.write_str(" (core dumped)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reaps one exited child, if any, without blocking.
+pub fn reap_one() -> io::Result<Option<(i32, ExitStatus)>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer; WNOHANG never blocks.
+    let pid = cvt_retry(|| unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) });
+    match pid {
+        Ok(0) => Ok(None),
+        Ok(pid) => Ok(Some((pid, ExitStatus::from_raw(status)))),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits for one specific child.
+pub fn waitpid_blocking(pid: i32) -> io::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    cvt_retry(|| unsafe { libc::waitpid(pid, &mut status, 0) })?;
+    Ok(ExitStatus::from_raw(status))
+}
+
+/// Sends `signal` to `pid` (a negative pid is a process group, -1 all).
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    cvt(unsafe { libc::kill(pid, signal) })?;
+    Ok(())
+}
+
+/// Makes this process adopt orphaned descendants (PR_SET_CHILD_SUBREAPER).
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Execs `argv` in place of this process (used to hand PID 1 to a shell or
+/// to a newer keel). Returns only on failure.
+pub fn exec(argv: &[String], env: &[String]) -> io::Error {
+    let to_c = |v: &[String]| -> Result<Vec<CString>, NulError> {
+        v.iter().map(|a| CString::new(a.as_bytes())).collect()
+    };
+    let (Ok(args), Ok(envs)) = (to_c(argv), to_c(env)) else {
+        return io::Error::from(io::ErrorKind::InvalidInput);
+    };
+    let Some(path) = args.first() else {
+        return io::Error::from(io::ErrorKind::InvalidInput);
+    };
+    let mut a: Vec<*const libc::c_char> = args.iter().map(|c| c.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envs.iter().map(|c| c.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated and point into live CStrings.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn spawn_and_wait_reports_exit_code() {
+        let pid = Command::new(&args(&["/bin/sh", "-c", "exit 3"]))
+            .unwrap()
+            .spawn()
+            .unwrap();
+        assert_eq!(waitpid_blocking(pid).unwrap(), ExitStatus::Exited(3));
+    }
+
+    #[test]
+    fn missing_program_fails_at_exec_with_enoent() {
+        let err = Command::new(&args(&["/nonexistent/prog"]))
+            .unwrap()
+            .spawn()
+            .unwrap_err();
+        match err {
+            SpawnError::Child { stage, source } => {
+                assert_eq!(stage, Stage::Exec);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_working_directory_fails_at_chdir() {
+        let mut c = Command::new(&args(&["/bin/true"])).unwrap();
+        c.cwd("/nonexistent-dir").unwrap();
+        match c.spawn().unwrap_err() {
+            SpawnError::Child { stage, .. } => assert_eq!(stage, Stage::Chdir),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn environment_cwd_umask_and_stdout_reach_the_child() {
+        let dir = std::env::temp_dir().join(format!("keel-spawn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::fs::File::create(dir.join("out")).unwrap();
+        let mut c = Command::new(&args(&[
+            "/bin/sh",
+            "-c",
+            "echo \"$GREETING $(pwd) $(umask)\"; test -t 0 || read x || echo stdin-eof",
+        ]))
+        .unwrap();
+        c.env("GREETING", "hi").unwrap();
+        c.cwd(dir.to_str().unwrap()).unwrap();
+        c.umask(0o027);
+        c.stdout(Stdio::Fd(out.as_raw_fd()));
+        let pid = c.spawn().unwrap();
+        assert!(waitpid_blocking(pid).unwrap().success());
+        let text = std::fs::read_to_string(dir.join("out")).unwrap();
+        assert_eq!(text, format!("hi {} 0027\nstdin-eof\n", dir.display()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn exit_status_display() {
+        assert_eq!(ExitStatus::Exited(1).to_string(), "exit status 1");
+        let s = ExitStatus::Signaled {
+            signal: libc::SIGKILL,
+            core: false,
+        };
+        assert_eq!(s.to_string(), "killed by SIGKILL");
+        assert!(!s.success());
+    }
+}
