@@ -164,8 +164,9 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-/// Levenshtein distance after folding case and `_` to `-`, so that
-/// `Restart_Delay` is one step (zero, in fact) from `restart-delay`.
+/// Edit distance (insertions, deletions, substitutions and swaps of two
+/// neighbours) after folding case and `_` to `-`, so that `Restart_Delay`
+/// is no step from `restart-delay` and `TREM` one step from `TERM`.
 fn distance(a: &str, b: &str) -> usize {
     let fold = |c: char| {
         if c == '_' {
@@ -176,17 +177,24 @@ fn distance(a: &str, b: &str) -> usize {
     };
     let a: Vec<char> = a.chars().map(fold).collect();
     let b: Vec<char> = b.chars().map(fold).collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+    let width = b.len() + 1;
+    let mut d: Vec<usize> = (0..(a.len() + 1) * width)
+        .map(|k| if k < width { k } else { 0 })
+        .collect();
+    for i in 1..=a.len() {
+        d[i * width] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = best;
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    prev[b.len()]
+    d[a.len() * width + b.len()]
 }
 
 /// The candidate closest to `word`, if it is close enough to be a typo.
@@ -228,6 +236,7 @@ mod tests {
         assert_eq!(did_you_mean("restart_delay", keys), Some("restart-delay"));
         assert_eq!(did_you_mean("exex", keys), Some("exec"));
         assert_eq!(did_you_mean("zzzz", keys), None);
+        assert_eq!(did_you_mean("TREM", ["TERM", "TRAP"]), Some("TERM"));
     }
 
     #[test]

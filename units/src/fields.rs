@@ -47,10 +47,12 @@ impl Ctx<'_> {
         let hint = match (what, e) {
             ("duration", _) => Some(DURATION_HINT.to_owned()),
             ("size", _) => Some(SIZE_HINT.to_owned()),
-            ("signal", _) => Some(match did_you_mean(text, Signal::names()) {
-                Some(s) => format!("did you mean \"SIG{s}\"?"),
-                None => "write a name such as \"SIGTERM\" or a number".to_owned(),
-            }),
+            ("signal", _) => Some(
+                match did_you_mean(text.trim_start_matches("SIG"), Signal::names()) {
+                    Some(s) => format!("did you mean \"SIG{s}\"?"),
+                    None => "write a name such as \"SIGTERM\" or a number".to_owned(),
+                },
+            ),
             ("address", _) => Some("write IP:PORT, e.g. \"127.0.0.1:2379\"".to_owned()),
             ("URL", ValueError::NotHttp) => Some("probes speak plain HTTP only".to_owned()),
             ("URL", _) => Some("write e.g. \"http://127.0.0.1:2379/health\"".to_owned()),
@@ -88,7 +90,7 @@ impl Ctx<'_> {
         match &node.value {
             Value::Bool(b) => Some(*b),
             Value::Str(s) if s == "true" || s == "false" => {
-                let hint = Some(format!("write {key} = {s}, without quotes"));
+                let hint = Some(format!("write {} = {s}, without quotes", last(key)));
                 self.wrong_type(key, node, "a boolean", hint);
                 None
             }
@@ -225,12 +227,16 @@ impl Ctx<'_> {
         match &node.value {
             Value::Int(n) if (min..=max).contains(n) => Some(*n),
             Value::Int(n) => {
-                let message = format!("`{key}` must be between {min} and {max}, not {n}");
+                let message = if max == i64::MAX {
+                    format!("`{key}` must be at least {min}, not {n}")
+                } else {
+                    format!("`{key}` must be between {min} and {max}, not {n}")
+                };
                 self.error(&node.loc, message, None);
                 None
             }
             Value::Str(s) if s.parse::<i64>().is_ok() => {
-                let hint = Some(format!("write {key} = {s}, without quotes"));
+                let hint = Some(format!("write {} = {s}, without quotes", last(key)));
                 self.wrong_type(key, node, "an integer", hint);
                 None
             }
@@ -356,6 +362,11 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// `burst` for `start-limit.burst`: what the user typed in the table.
+fn last(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
 }
 
 /// For a number or boolean where a string was expected: quote it.

@@ -57,8 +57,10 @@ pub struct Unit {
     pub environment: BTreeMap<String, String>,
     /// Octal permission bits, at most 0o777.
     pub umask: Option<u32>,
-    /// A readiness probe. `ready = { type = "notify" }` does not appear here:
-    /// it sets [`Unit::kind`] to `Notify`.
+    /// A readiness probe. On a notify unit, readiness is READY=1 and then
+    /// the probe passing (DESIGN.md's etcd example has both).
+    /// `ready = { type = "notify" }` does not appear here: it sets
+    /// [`Unit::kind`] to `Notify`.
     pub ready: Option<Probe>,
     pub health: Option<Health>,
     pub limits: Limits,

@@ -117,11 +117,13 @@ pub(crate) fn guess_key(prefix: &str, key: &str, known: &[&str]) -> Option<Strin
     None
 }
 
-/// Unit names: letters, digits, `-`, `_`, `.`, `@`; not starting with `.`.
+/// Unit names: letters, digits, `-`, `_`, `.`, `@`; not starting with `.`
+/// nor ending in `.toml` (a dependency names the unit, not its file).
 pub fn valid_unit_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
+        && !name.ends_with(".toml")
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
@@ -274,12 +276,7 @@ fn contradictions(
                     hint,
                 );
             }
-            ServiceType::Notify => {
-                let message = "a notify unit is ready when it sends READY=1; it cannot also have a `ready` probe";
-                let hint = Some("remove `ready`, or use type = \"simple\"".to_owned());
-                ctx.error(&loc, message.to_owned(), hint);
-            }
-            ServiceType::Simple => u.ready = Some(probe),
+            ServiceType::Simple | ServiceType::Notify => u.ready = Some(probe),
         },
         None => {}
     }

@@ -26,7 +26,7 @@ pub enum ValueError {
     Overflow,
     #[error("unknown size suffix `{0}`")]
     UnknownSuffix(String),
-    #[error("not a valid name")]
+    #[error("use letters, digits, `_`, `-` and `.` (at most 32)")]
     BadName,
     #[error("not an `address:port` pair")]
     BadSocketAddr,
