@@ -1,1 +1,55 @@
-fn main() {}
+//! keel: one static binary with several modes.
+//!
+//! - As PID 1 (`getpid() == 1`): the init of a machine or of a PID
+//!   namespace (see `pid1`).
+//! - `keel supervise --units DIR`: the same supervisor as a subreaper, for
+//!   containers and tests (see `supervise`).
+//! - Anything else is a command-line tool (`keel check`, `keel version`).
+
+#![forbid(unsafe_code)]
+
+mod boot;
+mod pid1;
+mod supervise;
+
+use std::process::ExitCode;
+
+/// Exit codes of the command-line modes (s6's convention).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 100;
+    pub const SYSTEM: u8 = 111;
+}
+
+const USAGE: &str = "usage: keel <command>
+
+  keel supervise --units DIR [--runtime-dir DIR] [--after-boot exit|stay]
+                         run DIR's units as a subreaper until SIGTERM/SIGINT
+  keel version           print the version
+
+As PID 1, keel boots the machine (see the README for keel.* parameters).";
+
+fn main() -> ExitCode {
+    let started = keel_kernel::clock::boottime();
+    let args: Vec<String> = std::env::args().collect();
+    if keel_kernel::getpid() == 1 {
+        pid1::main(started, &args);
+    }
+    let code = match args.get(1).map(String::as_str) {
+        Some("supervise") => supervise::main(&args[2..]),
+        Some("version" | "--version") => {
+            println!("keel {}", env!("CARGO_PKG_VERSION"));
+            exit::OK
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            exit::OK
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            exit::USAGE
+        }
+    };
+    ExitCode::from(code)
+}

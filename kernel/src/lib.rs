@@ -16,6 +16,7 @@ pub mod mount;
 pub mod power;
 pub mod process;
 pub mod signal;
+pub mod socket;
 pub mod timer;
 
 use std::io;

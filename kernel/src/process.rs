@@ -92,6 +92,15 @@ pub enum Stdio {
     Fd(RawFd),
 }
 
+/// A resource limit a unit may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    NoFile,
+    NProc,
+    Core,
+    MemLock,
+}
+
 /// Everything a child needs, prepared before fork.
 pub struct Command {
     path: CString,
@@ -155,9 +164,17 @@ impl Command {
         self.umask = Some(mask);
         self
     }
-    /// Sets a resource limit (soft = hard) in the child, e.g. RLIMIT_NOFILE.
-    pub fn rlimit(&mut self, resource: u32, value: u64) -> &mut Self {
-        self.rlimits.push((resource, value));
+    /// Sets a resource limit (soft = hard) in the child.
+    pub fn rlimit(&mut self, resource: Resource, value: u64) -> &mut Self {
+        // The constant's C type differs between glibc and musl.
+        #[allow(clippy::unnecessary_cast)]
+        let r = match resource {
+            Resource::NoFile => libc::RLIMIT_NOFILE as u32,
+            Resource::NProc => libc::RLIMIT_NPROC as u32,
+            Resource::Core => libc::RLIMIT_CORE as u32,
+            Resource::MemLock => libc::RLIMIT_MEMLOCK as u32,
+        };
+        self.rlimits.push((r, value));
         self
     }
     pub fn oom_score_adj(&mut self, v: i32) -> &mut Self {

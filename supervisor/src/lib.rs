@@ -1,1 +1,12 @@
-//! stub
+//! keel-supervisor: the service life cycle as a pure state machine
+//! (`service`) and the thin event loop that runs it (`runtime`): spawning,
+//! reaping, readiness, restart backoff and orderly stops.
+
+#![forbid(unsafe_code)]
+
+pub mod creds;
+pub mod notify;
+pub mod runtime;
+pub mod service;
+
+pub use runtime::{BootReport, Config, Host, Request, Supervisor};

@@ -1,2 +1,125 @@
-//! Keel integration tests live in `tests/`; this library only holds shared helpers.
+//! Shared helpers for Keel's integration tests (in `tests/`): where the
+//! real binaries are, temporary directories, unit files, and running a
+//! command with a deadline. The tests themselves run the real `keel` as a
+//! subreaper, as PID 1 of a PID namespace, and under QEMU.
+
 #![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The static keel binary: `$KEEL_BIN`, else `build/keel` (made by
+/// `make keel`). Panics with a hint when it is missing.
+pub fn keel_bin() -> PathBuf {
+    let p = std::env::var_os("KEEL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("build/keel"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make keel` (or set KEEL_BIN)",
+        p.display()
+    );
+    p
+}
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "keel-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `dir/name.toml`.
+pub fn write_unit(dir: &Path, name: &str, text: &str) {
+    std::fs::create_dir_all(dir).expect("create unit dir");
+    std::fs::write(dir.join(format!("{name}.toml")), text).expect("write unit");
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    /// Exit code, or None when killed by a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+}
+
+impl Output {
+    /// Both streams, for assertions and failure messages.
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `timeout`.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().expect("wait after kill");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+    }
+}

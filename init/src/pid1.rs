@@ -1,0 +1,244 @@
+//! keel as PID 1: early mounts, logging, the command line, the supervisor,
+//! and the end of the machine (stage 3). PID 1 never exits: whatever goes
+//! wrong, including a panic, ends in the emergency action the command line
+//! names (`keel.emergency=reboot|poweroff|halt|shell`), after saying why.
+//!
+//! The same code runs as PID 1 of a PID namespace (tests): mounts that are
+//! already there are left alone, `keel.log=console` keeps the host's kmsg
+//! out of it, and reboot(2) there ends the namespace.
+
+use crate::boot::{degraded_suffix, load_units};
+use keel_kernel::clock::boottime;
+use keel_kernel::cmdline::Cmdline;
+use keel_kernel::kmsg::{self, LogConfig};
+use keel_kernel::mount::{self, Mount};
+use keel_kernel::power::{self, PowerAction};
+use keel_kernel::process;
+use keel_kernel::signal::SignalInfo;
+use keel_supervisor::{BootReport, Config, Host, Request, Supervisor};
+use log::LevelFilter;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long stage 3 waits for stray processes after SIGTERM.
+const FINAL_TERM_WAIT: Duration = Duration::from_secs(3);
+
+/// Entry point as PID 1. Never returns.
+pub fn main(started: Duration, args: &[String]) -> ! {
+    let result = std::panic::catch_unwind(|| boot(started, args));
+    let (cmdline, why) = match result {
+        Ok((cmdline, action)) => {
+            final_stage(action);
+            (cmdline, format!("{} failed", action.name()))
+        }
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            (read_cmdline(args), format!("keel panicked: {msg}"))
+        }
+    };
+    emergency(&cmdline, &why)
+}
+
+/// The command line: /proc/cmdline, then keel's own arguments (which the
+/// kernel passes from after `--`, and which tests use in a namespace).
+fn read_cmdline(args: &[String]) -> Cmdline {
+    let mut c = Cmdline::read(Path::new("/proc/cmdline")).unwrap_or_default();
+    c.extend(Cmdline::parse(&args.get(1..).unwrap_or_default().join(" ")));
+    c
+}
+
+fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
+    let mount_errors = mount_api_filesystems();
+    let cmdline = read_cmdline(args);
+    let level = if cmdline.flag("keel.debug") {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
+    kmsg::init(&LogConfig {
+        kmsg: cmdline.get("keel.log") != Some("console"),
+        level,
+    });
+    log::info!(
+        "keel {} started as PID 1 at {} ms",
+        env!("CARGO_PKG_VERSION"),
+        started.as_millis()
+    );
+    for e in &mount_errors {
+        log::error!("{e}");
+    }
+    if let Err(e) = power::ctrl_alt_del_to_sigint() {
+        log::debug!("cannot turn ctrl-alt-del into SIGINT: {e}");
+    }
+    let _ = std::env::set_current_dir("/");
+
+    let dirs: Vec<PathBuf> = match cmdline.get("keel.units") {
+        Some(d) => d.split(',').map(PathBuf::from).collect(),
+        None => keel_units::DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+    };
+    let loaded = load_units(&dirs);
+    let after_boot = cmdline.get("keel.after-boot").and_then(PowerAction::parse);
+    let mut host = Pid1 {
+        started,
+        problems: loaded.problems,
+        after_boot,
+    };
+    let runtime = Path::new("/run/keel");
+    if let Err(e) = std::fs::create_dir_all(runtime) {
+        log::error!("cannot create {}: {e}", runtime.display());
+    }
+    let config = Config {
+        notify_socket: Some(runtime.join("notify")),
+        ..Config::default()
+    };
+    let mut sup = match Supervisor::new(config, loaded.units) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start the supervisor: {e}");
+            return (cmdline, PowerAction::Reboot);
+        }
+    };
+    let Request::Stop(code) = sup.run(&mut host);
+    let action = action_from_code(code);
+    log::info!("all units stopped; {}", action.name());
+    (cmdline, action)
+}
+
+fn mount_api_filesystems() -> Vec<String> {
+    let mut errors = Vec::new();
+    for (target, source, fstype, flags, data) in mount::api_filesystems(Path::new("/")) {
+        let m = Mount {
+            source,
+            target: &target,
+            fstype,
+            flags,
+            data,
+        };
+        if let Err(e) = mount::mount_once(&m) {
+            errors.push(e.to_string());
+        }
+    }
+    errors
+}
+
+struct Pid1 {
+    started: Duration,
+    problems: Vec<String>,
+    after_boot: Option<PowerAction>,
+}
+
+fn code_of(action: PowerAction) -> i32 {
+    match action {
+        PowerAction::PowerOff => 0,
+        PowerAction::Reboot => 1,
+        PowerAction::Halt => 2,
+    }
+}
+
+fn action_from_code(code: i32) -> PowerAction {
+    match code {
+        0 => PowerAction::PowerOff,
+        2 => PowerAction::Halt,
+        _ => PowerAction::Reboot,
+    }
+}
+
+impl Host for Pid1 {
+    fn boot_complete(&mut self, report: &BootReport) -> Option<Request> {
+        let total = report.at.as_millis();
+        let kernel = self.started.as_millis();
+        let user = total.saturating_sub(kernel);
+        let suffix = degraded_suffix(&self.problems, &report.failed);
+        kmsg::announce(&format!(
+            "boot complete in {total} ms (kernel {kernel} ms + userspace {user} ms){suffix}"
+        ));
+        self.after_boot.map(|a| {
+            log::info!("keel.after-boot={}: shutting down", a.name());
+            Request::Stop(code_of(a))
+        })
+    }
+
+    fn signal(&mut self, info: &SignalInfo) -> Option<Request> {
+        let action = match info.signo {
+            // ctrl-alt-del (after CAD_OFF) and the sysvinit/busybox
+            // convention for SIGTERM.
+            libc::SIGINT | libc::SIGTERM => PowerAction::Reboot,
+            libc::SIGUSR2 | libc::SIGPWR => PowerAction::PowerOff,
+            libc::SIGUSR1 => PowerAction::Halt,
+            other => {
+                log::info!(
+                    "ignoring {} from pid {}",
+                    keel_kernel::signal::name(other),
+                    info.pid
+                );
+                return None;
+            }
+        };
+        log::info!(
+            "{} from pid {}: {}",
+            keel_kernel::signal::name(info.signo),
+            info.pid,
+            action.name()
+        );
+        Some(Request::Stop(code_of(action)))
+    }
+}
+
+/// Stage 3 after the units are down: TERM, then KILL, to everything left,
+/// sync, and reboot(2). Returns only if reboot(2) failed.
+fn final_stage(action: PowerAction) {
+    let _ = process::kill(-1, libc::SIGTERM);
+    let deadline = boottime() + FINAL_TERM_WAIT;
+    loop {
+        match process::reap_one() {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(_) => break,
+        }
+        // ECHILD: nothing left to wait for.
+        if process::kill(-1, 0).is_err() || boottime() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if process::kill(-1, libc::SIGKILL).is_ok() {
+        log::warn!("killed processes that ignored SIGTERM");
+    }
+    while let Ok(Some(_)) = process::reap_one() {}
+    power::sync();
+    log::info!(
+        "{}",
+        match action {
+            PowerAction::PowerOff => "powering off",
+            PowerAction::Reboot => "rebooting",
+            PowerAction::Halt => "halting",
+        }
+    );
+    let e = power::reboot(action);
+    log::error!("reboot(2) failed: {e}");
+}
+
+/// The last resort: say why, then do what `keel.emergency=` asks.
+fn emergency(cmdline: &Cmdline, why: &str) -> ! {
+    log::error!("emergency: {why}");
+    let wanted = cmdline.get("keel.emergency").unwrap_or("reboot");
+    if wanted == "shell" && Path::new("/bin/sh").exists() {
+        log::error!("emergency: starting /bin/sh");
+        let e = process::exec(
+            &["/bin/sh".to_string()],
+            &["PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_string()],
+        );
+        log::error!("emergency: cannot exec /bin/sh: {e}");
+    }
+    let action = PowerAction::parse(wanted).unwrap_or(PowerAction::Reboot);
+    power::sync();
+    let e = power::reboot(action);
+    log::error!("emergency: reboot(2) failed: {e}; halting here");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,113 @@
+//! keel as PID 1 of a PID namespace (`unshare --pid --fork --mount-proc`):
+//! the same code path as the machine's init, minus the mounts that are
+//! already there. Orphans must be reaped, and poweroff must end the
+//! namespace.
+
+use keel_tests::{keel_bin, run_with_timeout, write_unit, TempDir};
+use std::process::Command;
+use std::time::Duration;
+
+fn unshare_keel(units: &std::path::Path) -> keel_tests::Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--"])
+        .arg(keel_bin())
+        .arg(format!("keel.units={}", units.display()))
+        .arg("keel.after-boot=poweroff")
+        .arg("keel.log=console");
+    run_with_timeout(cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn double_forked_orphans_are_reaped_and_poweroff_ends_the_namespace() {
+    let t = TempDir::new("pidns");
+    let units = t.path().join("units");
+    // The grandchild `sleep` is orphaned at once and re-parented to keel.
+    write_unit(
+        &units,
+        "doublefork",
+        r#"
+type = "oneshot"
+exec = ["/bin/sh", "-c", "(sleep 0.3 &) ; echo forked-orphan"]
+"#,
+    );
+    // After the orphan has exited, nothing may be left as a zombie.
+    write_unit(
+        &units,
+        "zombies",
+        r#"
+type = "oneshot"
+after = ["doublefork"]
+exec = ["/bin/sh", "-c", "sleep 1; n=0; for f in /proc/[0-9]*/stat; do s=$(cut -d')' -f2 $f 2>/dev/null | cut -d' ' -f2); [ \"$s\" = Z ] && n=$((n+1)); done; echo zombies=$n; echo pid1=$(cat /proc/1/comm)"]
+"#,
+    );
+    write_unit(
+        &units,
+        "service",
+        r#"
+exec = ["/bin/sleep", "3600"]
+"#,
+    );
+    let out = unshare_keel(&units);
+    let all = out.all();
+    assert!(
+        !out.timed_out,
+        "keel did not power off the namespace\n{all}"
+    );
+    assert!(out.stdout.contains("forked-orphan"), "{all}");
+    assert!(
+        out.stdout.contains("pid1=keel"),
+        "keel is PID 1 there\n{all}"
+    );
+    assert!(
+        out.stdout.contains("zombies=0"),
+        "an orphan was left a zombie\n{all}"
+    );
+    let boot_lines = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("keel: boot complete in"))
+        .count();
+    assert_eq!(boot_lines, 1, "exactly one boot line\n{all}");
+    assert!(!out.stderr.contains("degraded"), "{all}");
+    assert!(out.stderr.contains("powering off"), "{all}");
+    // reboot(2) in a PID namespace ends its init with SIGINT for poweroff;
+    // unshare passes that on.
+    assert!(
+        out.signal == Some(libc::SIGINT) || out.code == Some(128 + libc::SIGINT),
+        "unexpected end: {:?}/{:?}\n{all}",
+        out.code,
+        out.signal
+    );
+}
+
+#[test]
+fn bad_units_degrade_the_boot_but_the_others_start() {
+    let t = TempDir::new("pidns-bad");
+    let units = t.path().join("units");
+    write_unit(
+        &units,
+        "good",
+        "type = \"oneshot\"\nexec = [\"/bin/echo\", \"good-ran\"]\n",
+    );
+    write_unit(&units, "malformed", "exec = [\"/bin/true\"\n");
+    write_unit(&units, "missing", "exec = [\"/nonexistent/daemon\"]\n");
+    let out = unshare_keel(&units);
+    let all = out.all();
+    assert!(!out.timed_out, "{all}");
+    assert!(out.stdout.contains("good-ran"), "{all}");
+    assert!(
+        out.stderr.contains("malformed.toml"),
+        "the malformed file is named\n{all}"
+    );
+    assert!(
+        out.stderr.contains("unit missing failed") && out.stderr.contains("/nonexistent/daemon"),
+        "the missing program is named with its unit\n{all}"
+    );
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("keel: boot complete in"))
+        .unwrap_or_else(|| panic!("no boot line\n{all}"));
+    assert!(line.contains("degraded"), "{line}");
+    assert!(line.contains("unit missing failed"), "{line}");
+}
