@@ -1,1 +1,18 @@
-//! stub
+//! What a Keel image is, and how to build and boot one.
+//!
+//! Without the `host` feature this crate is formats only, small enough to link
+//! into the static PID 1: [`cpio`] (the newc archive an initramfs is),
+//! [`modules`] (a kernel's `modules.dep` and load order) and [`bootline`] (the
+//! `keel: boot complete in N ms` line that keel prints and tools parse).
+//!
+//! With `host` (the default, and what the `keel-image` binary uses) it adds
+//! [`manifest`] (the TOML description of an image), [`kernel`] (finding the
+//! host's kernel image and modules), [`build`] (manifest to initramfs, written
+//! atomically) and [`qemu`] (booting an image under QEMU and judging the boot
+//! from its serial console).
+
+#![forbid(unsafe_code)]
+
+pub mod bootline;
+pub mod cpio;
+pub mod modules;
