@@ -16,3 +16,12 @@
 pub mod bootline;
 pub mod cpio;
 pub mod modules;
+
+#[cfg(feature = "host")]
+pub mod build;
+#[cfg(feature = "host")]
+pub mod kernel;
+#[cfg(feature = "host")]
+pub mod manifest;
+#[cfg(feature = "host")]
+pub mod qemu;
