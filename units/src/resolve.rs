@@ -110,24 +110,29 @@ pub fn resolve(sources: Vec<UnitSource>) -> Loaded {
             if valid.contains_key(dep) || causes.contains_key(dep) {
                 continue;
             }
-            let tail = if disabled.contains(dep.as_str()) {
-                format!("requires `{dep}`, which is disabled")
+            let loc = unit
+                .dep_locs
+                .requires
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| unit.file_loc());
+            let (message, hint) = if disabled.contains(dep.as_str()) {
+                let hint =
+                    format!("enable `{dep}`, or use `wants` for a dependency that may be off");
+                (format!("`requires` names `{dep}`, which is disabled"), hint)
             } else {
-                let loc = unit
-                    .dep_locs
-                    .requires
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| unit.file_loc());
-                let message = format!("`requires` names `{dep}`, which does not exist");
                 let hint = did_you_mean(dep, known.iter().map(String::as_str)).map_or_else(
                     || "use `wants` for a dependency that may be absent".to_owned(),
                     |g| format!("did you mean `{g}`?"),
                 );
-                out.diagnostics
-                    .push(Diagnostic::error(&loc, Some(&unit.name), message).with_hint(hint));
-                format!("requires `{dep}`, which does not exist")
+                (
+                    format!("`requires` names `{dep}`, which does not exist"),
+                    hint,
+                )
             };
+            let tail = message.replacen("`requires` names", "requires", 1);
+            out.diagnostics
+                .push(Diagnostic::error(&loc, Some(&unit.name), message).with_hint(hint));
             first.get_or_insert(tail);
         }
         if let Some(tail) = first {

@@ -60,6 +60,7 @@ fn broken_units_are_excluded_with_what_requires_them() {
         [
             "/u/broken.toml:1:9: error: `exec` must start with an absolute path, not \"bin/true\"\n  = hint: keel does not search PATH: write the full path, e.g. \"/usr/bin/true\"",
             "/u/broken.toml:2:1: error: unknown key `bogus`",
+            "/u/d.toml:2:13: error: `requires` names `off`, which is disabled\n  = hint: enable `off`, or use `wants` for a dependency that may be off",
             // A disabled unit's problems do not count against the boot.
             "/u/off.toml:3:1: warning: unknown key `bogus`",
             "/u/web.toml:2:13: error: `requires` names `dbb`, which does not exist\n  = hint: did you mean `db`?",
