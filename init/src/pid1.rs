@@ -191,24 +191,17 @@ impl Host for Pid1 {
 /// Stage 3 after the units are down: TERM, then KILL, to everything left,
 /// sync, and reboot(2). Returns only if reboot(2) failed.
 fn final_stage(action: PowerAction) {
+    // Everything left is a descendant of PID 1 (orphans are re-parented
+    // here), so "no children" means no process is left.
     let _ = process::kill(-1, libc::SIGTERM);
-    let deadline = boottime() + FINAL_TERM_WAIT;
-    loop {
-        match process::reap_one() {
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(_) => break,
-        }
-        // ECHILD: nothing left to wait for.
-        if process::kill(-1, 0).is_err() || boottime() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !wait_for_children(FINAL_TERM_WAIT) {
+        log::warn!(
+            "processes still running {} after SIGTERM; sending SIGKILL",
+            keel_supervisor::service::fmt_duration(FINAL_TERM_WAIT)
+        );
+        let _ = process::kill(-1, libc::SIGKILL);
+        wait_for_children(FINAL_TERM_WAIT);
     }
-    if process::kill(-1, libc::SIGKILL).is_ok() {
-        log::warn!("killed processes that ignored SIGTERM");
-    }
-    while let Ok(Some(_)) = process::reap_one() {}
     power::sync();
     log::info!(
         "{}",
@@ -220,6 +213,21 @@ fn final_stage(action: PowerAction) {
     );
     let e = power::reboot(action);
     log::error!("reboot(2) failed: {e}");
+}
+
+/// Reaps until no child is left or `limit` passed; true when none is left.
+fn wait_for_children(limit: Duration) -> bool {
+    let deadline = boottime() + limit;
+    loop {
+        while let Ok(Some(_)) = process::reap_one() {}
+        if !process::has_children() {
+            return true;
+        }
+        if boottime() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The last resort: say why, then do what `keel.emergency=` asks.

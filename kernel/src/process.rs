@@ -461,6 +461,22 @@ pub fn reap_one() -> io::Result<Option<(i32, ExitStatus)>> {
     }
 }
 
+/// Whether this process has any child left (exited or not).
+pub fn has_children() -> bool {
+    // SAFETY: siginfo_t is plain data; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is valid; WNOWAIT leaves any exited child to be reaped.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    !(rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
 /// Waits for one specific child.
 pub fn waitpid_blocking(pid: i32) -> io::Result<ExitStatus> {
     let mut status = 0;
@@ -566,6 +582,18 @@ mod tests {
         let text = std::fs::read_to_string(dir.join("out")).unwrap();
         assert_eq!(text, format!("hi {} 0027\nstdin-eof\n", dir.display()));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn has_children_sees_a_running_child() {
+        // Test threads share the process, so only the positive case is
+        // stable: while our child runs, there is a child.
+        let pid = Command::new(&args(&["/bin/sleep", "0.5"]))
+            .unwrap()
+            .spawn()
+            .unwrap();
+        assert!(has_children());
+        waitpid_blocking(pid).unwrap();
     }
 
     #[test]

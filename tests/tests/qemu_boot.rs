@@ -1,0 +1,110 @@
+//! Real boots: the Debian cloud kernel runs the real keel as PID 1 from an
+//! initramfs written by keel-image, under QEMU (TCG). One boot per scenario,
+//! with every check of that scenario on its console.
+
+use keel_image::build::{build_initramfs, BuildOptions};
+use keel_image::kernel::HostRoots;
+use keel_image::manifest::Manifest;
+use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
+use keel_tests::{keel_bin, workspace, TempDir};
+use std::time::Duration;
+
+fn boot(manifest: &str) -> BootOutcome {
+    let path = workspace().join(manifest);
+    let m = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let opts = BuildOptions::new(keel_bin()).unwrap();
+    let ird = build_initramfs(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("qemu");
+    let initrd = dir.path().join("initrd.cpio.gz");
+    std::fs::write(&initrd, &ird.bytes).unwrap();
+    let kernel = HostRoots::default()
+        .kernel(&m.kernel, m.base_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = BootConfig::new(kernel.image, initrd, m.kernel.cmdline.clone());
+    cfg.timeout = Duration::from_secs(180);
+    qemu::boot(&cfg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn count(console: &str, needle: &str) -> usize {
+    console.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn minimal_boot_runs_units_reaps_orphans_and_powers_off() {
+    let out = boot("tests/images/boot.toml");
+    let c = &out.console;
+    assert_eq!(out.verdict(), Verdict::Success, "console:\n{c}");
+    assert_eq!(
+        count(c, "keel: boot complete in"),
+        1,
+        "exactly one boot line:\n{c}"
+    );
+    let line = out.boot_line.as_ref().expect("boot line");
+    assert!(!line.degraded);
+    assert_eq!(
+        line.kernel_ms + line.userspace_ms,
+        line.total_ms,
+        "{line:?}"
+    );
+    assert!(
+        line.kernel_ms > 0,
+        "the kernel's share is measured: {line:?}"
+    );
+    assert!(
+        c.contains("hello from a keel oneshot"),
+        "oneshot output:\n{c}"
+    );
+    assert!(
+        c.contains("ticker is running"),
+        "simple service up at boot:\n{c}"
+    );
+    assert!(c.contains("forked-orphan"), "{c}");
+    assert!(c.contains("zombies=0"), "an orphan was left a zombie:\n{c}");
+    let boot_at = c.find("keel: boot complete").unwrap_or(0);
+    assert!(
+        c.find("zombies=0").unwrap_or(usize::MAX) < boot_at,
+        "oneshots finish before boot completes"
+    );
+    assert!(c.contains("powering off"), "{c}");
+    assert!(out.exited && !out.timed_out, "QEMU exited by itself");
+    assert!(out.fatal_line.is_none(), "no panic: {:?}", out.fatal_line);
+    assert!(
+        !c.contains("Kernel panic") && !c.contains("Attempted to kill init"),
+        "{c}"
+    );
+}
+
+#[test]
+fn bad_units_are_named_and_the_boot_completes_degraded() {
+    let out = boot("tests/images/bad.toml");
+    let c = &out.console;
+    assert!(
+        c.contains("the good unit ran"),
+        "the other units still start:\n{c}"
+    );
+    assert!(
+        c.contains("/etc/keel/units/malformed.toml:2:1: error"),
+        "the file and line are named:\n{c}"
+    );
+    assert!(
+        c.contains("keel: unit missing failed") && c.contains("/usr/bin/not-installed"),
+        "the unit and its program are named:\n{c}"
+    );
+    let line = out
+        .boot_line
+        .as_ref()
+        .unwrap_or_else(|| panic!("no boot line:\n{c}"));
+    assert!(line.degraded, "{c}");
+    assert!(
+        matches!(
+            out.verdict(),
+            Verdict::Degraded(_) | Verdict::UnitFailed { .. }
+        ),
+        "{:?}",
+        out.verdict()
+    );
+    assert!(
+        out.exited && out.fatal_line.is_none(),
+        "still a clean poweroff:\n{c}"
+    );
+}
