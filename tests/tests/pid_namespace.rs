@@ -3,6 +3,8 @@
 //! already there. Orphans must be reaped, and poweroff must end the
 //! namespace.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use keel_tests::{keel_bin, run_with_timeout, write_unit, TempDir};
 use std::process::Command;
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! initramfs written by keel-image, under QEMU (TCG). One boot per scenario,
 //! with every check of that scenario on its console.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use keel_image::build::{build_initramfs, BuildOptions};
 use keel_image::kernel::HostRoots;
 use keel_image::manifest::Manifest;
