@@ -15,13 +15,15 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::bootline::parse_unit_failure;
 pub use crate::bootline::BootLine;
+use crate::build::{build_initramfs, write_atomic, BuildError, BuildOptions};
+use crate::manifest::Manifest;
 
 /// How long QEMU may keep running after a fatal console line.
 pub const FATAL_GRACE: Duration = Duration::from_secs(2);
@@ -92,6 +94,24 @@ impl BootConfig {
             extra_args: Vec::new(),
             echo: false,
         }
+    }
+
+    /// Builds `manifest`'s initramfs into the file `initramfs` (atomically) and
+    /// returns the configuration that boots it with the manifest's kernel and
+    /// command line; the caller may then set the timeout, echo or extra args.
+    pub fn from_manifest(
+        manifest: &Manifest,
+        opts: &BuildOptions,
+        initramfs: &Path,
+    ) -> Result<BootConfig, BuildError> {
+        let kernel = opts.roots.kernel(&manifest.kernel, manifest.base_dir())?;
+        let built = build_initramfs(manifest, opts)?;
+        write_atomic(initramfs, &built.bytes)?;
+        Ok(BootConfig::new(
+            kernel.image,
+            initramfs.to_owned(),
+            manifest.kernel.cmdline.clone(),
+        ))
     }
 
     /// The QEMU arguments (without the binary).
