@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod boot;
+mod check;
 mod pid1;
 mod supervise;
 
@@ -26,6 +27,8 @@ const USAGE: &str = "usage: keel <command>
 
   keel supervise --units DIR [--runtime-dir DIR] [--after-boot exit|stay]
                          run DIR's units as a subreaper until SIGTERM/SIGINT
+  keel check [--json] [DIR...]
+                         check unit files; print diagnostics and the start order
   keel version           print the version
 
 As PID 1, keel boots the machine (see the README for keel.* parameters).";
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     }
     let code = match args.get(1).map(String::as_str) {
         Some("supervise") => supervise::main(&args[2..]),
+        Some("check") => u8::try_from(check::run(&args[2..])).unwrap_or(exit::FAILED),
         Some("version" | "--version") => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));
             exit::OK
