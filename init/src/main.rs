@@ -10,6 +10,7 @@
 
 mod boot;
 mod check;
+mod modules;
 mod pid1;
 mod supervise;
 

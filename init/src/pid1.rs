@@ -76,6 +76,12 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     }
     let _ = std::env::set_current_dir("/");
 
+    let mut module_problems = Vec::new();
+    if let Some(release) = crate::modules::running_release(Path::new("/proc")) {
+        module_problems =
+            crate::modules::load_requested(&cmdline, Path::new("/lib/modules"), &release);
+    }
+
     let dirs: Vec<PathBuf> = match cmdline.get("keel.units") {
         Some(d) => d.split(',').map(PathBuf::from).collect(),
         None => keel_units::DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
@@ -84,7 +90,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     let after_boot = cmdline.get("keel.after-boot").and_then(PowerAction::parse);
     let mut host = Pid1 {
         started,
-        problems: loaded.problems,
+        problems: module_problems.into_iter().chain(loaded.problems).collect(),
         after_boot,
     };
     let runtime = Path::new("/run/keel");

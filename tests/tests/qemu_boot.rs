@@ -12,6 +12,10 @@ use keel_tests::{keel_bin, workspace, TempDir};
 use std::time::Duration;
 
 fn boot(manifest: &str) -> BootOutcome {
+    boot_with(manifest, &[])
+}
+
+fn boot_with(manifest: &str, extra: &[&str]) -> BootOutcome {
     let path = workspace().join(manifest);
     let m = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let opts = BuildOptions::new(keel_bin()).unwrap();
@@ -24,6 +28,7 @@ fn boot(manifest: &str) -> BootOutcome {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut cfg = BootConfig::new(kernel.image, initrd, m.kernel.cmdline.clone());
     cfg.timeout = Duration::from_secs(180);
+    cfg.extra_args = extra.iter().map(Into::into).collect();
     qemu::boot(&cfg).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -108,5 +113,24 @@ fn bad_units_are_named_and_the_boot_completes_degraded() {
     assert!(
         out.exited && out.fatal_line.is_none(),
         "still a clean poweroff:\n{c}"
+    );
+}
+
+#[test]
+fn requested_modules_are_loaded_with_their_dependencies() {
+    let dir = TempDir::new("disk");
+    let disk = dir.path().join("disk.raw");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let drive = format!("file={},if=virtio,format=raw", disk.display());
+    let out = boot_with("tests/images/modules.toml", &["-drive", &drive]);
+    let c = &out.console;
+    assert_eq!(out.verdict(), Verdict::Success, "console:\n{c}");
+    for m in ["virtio_pci", "virtio_blk"] {
+        assert!(c.contains(&format!("loaded module {m} in")), "{m}:\n{c}");
+    }
+    assert!(c.contains("module-virtio_blk-loaded"), "{c}");
+    assert!(
+        c.contains("disk-vda-present"),
+        "the driver found the disk:\n{c}"
     );
 }
