@@ -25,5 +25,7 @@ lint:
 test: deps keel keel-image lint
 	cargo test --locked --workspace --no-fail-fast
 
+# Benchmarks print figures and JSON; nothing is asserted (shared, noisy machines).
 bench: deps keel keel-image
-	@echo "bench: not yet (see issue 7)"
+	python3 bench/boot_compare.py -n 5
+	cargo run --release --locked -p keel-units --example bench_units
