@@ -97,11 +97,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     if let Err(e) = std::fs::create_dir_all(runtime) {
         log::error!("cannot create {}: {e}", runtime.display());
     }
-    let config = Config {
-        notify_socket: Some(runtime.join("notify")),
-        ..Config::default()
-    };
-    let mut sup = match Supervisor::new(config, loaded.units) {
+    let mut sup = match Supervisor::new(Config::in_runtime_dir(runtime), loaded.units) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start the supervisor: {e}");

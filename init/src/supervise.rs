@@ -119,11 +119,7 @@ pub fn main(args: &[String]) -> u8 {
         );
         return exit::SYSTEM;
     }
-    let config = Config {
-        notify_socket: Some(runtime.join("notify")),
-        ..Config::default()
-    };
-    let mut sup = match Supervisor::new(config, loaded.units) {
+    let mut sup = match Supervisor::new(Config::in_runtime_dir(&runtime), loaded.units) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");

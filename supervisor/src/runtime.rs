@@ -87,6 +87,16 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The defaults, with the sockets under `dir` (`/run/keel` for PID 1).
+    pub fn in_runtime_dir(dir: &std::path::Path) -> Config {
+        Config {
+            notify_socket: Some(dir.join("notify")),
+            ..Config::default()
+        }
+    }
+}
+
 /// The supervisor: units, their state machines and the loop's fds.
 pub struct Supervisor {
     config: Config,

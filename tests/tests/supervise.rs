@@ -1,0 +1,87 @@
+//! `keel supervise`: the supervisor as a subreaper, with a real sd_notify
+//! client (Debian's `systemd-notify`) and a stranger whose READY=1 must be
+//! ignored.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+use keel_tests::{keel_bin, run_with_timeout, write_unit, TempDir};
+use std::process::Command;
+use std::time::Duration;
+
+fn supervise(units: &std::path::Path, runtime: &std::path::Path) -> keel_tests::Output {
+    let mut cmd = Command::new(keel_bin());
+    cmd.arg("supervise")
+        .arg("--units")
+        .arg(units)
+        .arg("--runtime-dir")
+        .arg(runtime)
+        .args(["--after-boot", "exit"]);
+    run_with_timeout(cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn systemd_notify_readiness_gates_the_dependent() {
+    let t = TempDir::new("supervise-notify");
+    let units = t.path().join("units");
+    write_unit(
+        &units,
+        "notifier",
+        r#"
+type = "notify"
+exec = ["/bin/sh", "-c", "sleep 0.3; echo notifier-ready; systemd-notify --ready --status=serving; exec sleep 100"]
+"#,
+    );
+    write_unit(
+        &units,
+        "dependent",
+        r#"
+type = "oneshot"
+requires = ["notifier"]
+exec = ["/bin/sh", "-c", "echo dependent-ran"]
+"#,
+    );
+    let out = supervise(&units, &t.path().join("run"));
+    let all = out.all();
+    assert_eq!(out.code, Some(0), "{all}");
+    let ready = out.stdout.find("notifier-ready").expect("notifier ran");
+    let dep = out.stdout.find("dependent-ran").expect("dependent ran");
+    assert!(ready < dep, "the dependent waited for READY=1\n{all}");
+    assert!(out.stderr.contains("units ready in"), "{all}");
+    assert!(!out.stderr.contains("degraded"), "{all}");
+}
+
+#[test]
+fn a_stranger_cannot_make_a_unit_ready_and_ready_timeout_names_it() {
+    let t = TempDir::new("supervise-stranger");
+    let units = t.path().join("units");
+    let run = t.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    write_unit(
+        &units,
+        "silent",
+        r#"
+type = "notify"
+ready-timeout = "2s"
+exec = ["/bin/sleep", "100"]
+"#,
+    );
+    // A process that is not the unit's sends READY=1 while it waits.
+    let sock = run.join("notify");
+    let stranger = std::thread::spawn(move || {
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            let s = std::os::unix::net::UnixDatagram::unbound().unwrap();
+            let _ = s.send_to(b"READY=1", &sock);
+        }
+    });
+    let out = supervise(&units, &run);
+    stranger.join().unwrap();
+    let all = out.all();
+    assert_eq!(
+        out.code,
+        Some(1),
+        "the unit failed, so keel supervise exits 1\n{all}"
+    );
+    assert!(all.contains("unit silent failed"), "{all}");
+    assert!(all.contains("ready-timeout of 2s"), "{all}");
+}
