@@ -113,3 +113,67 @@ fn bad_units_degrade_the_boot_but_the_others_start() {
     assert!(line.contains("degraded"), "{line}");
     assert!(line.contains("unit missing failed"), "{line}");
 }
+
+/// SIGTERM to PID 1 reboots (the sysvinit convention): the units are
+/// stopped first, and reboot(2) in a PID namespace ends its init with SIGHUP.
+#[test]
+fn sigterm_stops_the_units_and_reboots() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let t = TempDir::new("pidns-term");
+    let units = t.path().join("units");
+    write_unit(
+        &units,
+        "service",
+        "exec = [\"/bin/sh\", \"-c\", \"trap 'echo service-got-term; exit 0' TERM; while :; do sleep 0.1; done\"]\n",
+    );
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--"])
+        .arg(keel_bin())
+        .arg(format!("keel.units={}", units.display()))
+        .arg("keel.log=console")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let unshare_pid = child.id();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("boot complete") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("boot complete"), "{seen}");
+    // keel is unshare's child; SIGTERM it from outside the namespace.
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+            .unwrap();
+    let keel_pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // std has no kill(2); the `kill` command does it.
+    let st = Command::new("kill")
+        .args(["-TERM", &keel_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    let all = format!("{seen}{rest}\n--- stdout\n{stdout}");
+    assert!(rest.contains("SIGTERM from pid"), "{all}");
+    assert!(
+        stdout.contains("service-got-term"),
+        "the unit was stopped first\n{all}"
+    );
+    assert!(rest.contains("rebooting"), "{all}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.signal() == Some(libc::SIGHUP) || status.code() == Some(128 + libc::SIGHUP),
+        "reboot in a PID namespace ends init with SIGHUP: {status:?}\n{all}"
+    );
+}
