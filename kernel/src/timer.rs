@@ -33,7 +33,7 @@ impl TimerFd {
                 tv_nsec: 1,
             },
             Some(d) => libc::timespec {
-                tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
                 tv_nsec: libc::c_long::from(d.subsec_nanos()),
             },
             None => libc::timespec {
