@@ -16,6 +16,8 @@ mod graph;
 mod load;
 mod raw;
 mod resolve;
+#[doc(hidden)]
+pub mod selfcheck;
 mod signal;
 mod unit;
 mod validate;
