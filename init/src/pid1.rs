@@ -15,6 +15,7 @@ use keel_kernel::mount::{self, Mount};
 use keel_kernel::power::{self, PowerAction};
 use keel_kernel::process;
 use keel_kernel::signal::SignalInfo;
+use keel_supervisor::timeline::Timeline;
 use keel_supervisor::{BootReport, Config, Host, Request, Supervisor};
 use log::LevelFilter;
 use std::path::{Path, PathBuf};
@@ -150,7 +151,7 @@ fn action_from_code(code: i32) -> PowerAction {
 }
 
 impl Host for Pid1 {
-    fn boot_complete(&mut self, report: &BootReport) -> Option<Request> {
+    fn boot_complete(&mut self, report: &BootReport, _timeline: &Timeline) -> Option<Request> {
         let total = report.at.as_millis();
         let kernel = self.started.as_millis();
         let user = total.saturating_sub(kernel);

@@ -9,6 +9,7 @@ use crate::exit;
 use keel_kernel::clock::boottime;
 use keel_kernel::kmsg::{self, LogConfig};
 use keel_kernel::signal::SignalInfo;
+use keel_supervisor::timeline::Timeline;
 use keel_supervisor::{BootReport, Config, Host, Request, Supervisor};
 use log::LevelFilter;
 use std::path::PathBuf;
@@ -62,7 +63,7 @@ struct Sub {
 }
 
 impl Host for Sub {
-    fn boot_complete(&mut self, report: &BootReport) -> Option<Request> {
+    fn boot_complete(&mut self, report: &BootReport, _timeline: &Timeline) -> Option<Request> {
         let ms = report.at.saturating_sub(self.started).as_millis();
         let suffix = degraded_suffix(&self.problems, &report.failed);
         self.failed = !report.failed.is_empty() || !self.problems.is_empty();

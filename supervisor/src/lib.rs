@@ -8,5 +8,6 @@ pub mod creds;
 pub mod notify;
 pub mod runtime;
 pub mod service;
+pub mod timeline;
 
 pub use runtime::{BootReport, Config, Host, Request, Supervisor};

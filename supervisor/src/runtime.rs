@@ -7,6 +7,7 @@
 use crate::creds;
 use crate::notify;
 use crate::service::{Action, Event, Kind, Policy, RestartPolicy, Service, State};
+use crate::timeline::{Mark, Timeline};
 use keel_kernel::clock::boottime;
 use keel_kernel::epoll::{Epoll, Ready};
 use keel_kernel::process::{self, Command, ExitStatus};
@@ -59,7 +60,7 @@ pub struct BootReport {
 /// The part of PID 1 (or `keel supervise`) that the loop calls back.
 pub trait Host {
     /// Every boot-critical unit is ready, done or failed.
-    fn boot_complete(&mut self, report: &BootReport) -> Option<Request>;
+    fn boot_complete(&mut self, report: &BootReport, timeline: &Timeline) -> Option<Request>;
     /// A signal other than SIGCHLD arrived.
     fn signal(&mut self, info: &SignalInfo) -> Option<Request>;
 }
@@ -113,6 +114,7 @@ pub struct Supervisor {
     notify: Option<NotifySocket>,
     /// The last STATUS= of each unit.
     status: BTreeMap<String, String>,
+    timeline: Timeline,
     boot_reported: bool,
     stopping: Option<Request>,
 }
@@ -214,6 +216,7 @@ impl Supervisor {
             timer,
             notify,
             status: BTreeMap::new(),
+            timeline: Timeline::default(),
             boot_reported: false,
             stopping: None,
         })
@@ -274,11 +277,18 @@ impl Supervisor {
         else {
             return;
         };
-        let before = service.state.name();
+        let before = service.state.clone();
         let actions = service.handle(policy, event, now);
-        let after = service.state.name();
-        if before != after {
-            log::debug!("{name}: {before} -> {after}");
+        let after = service.state.clone();
+        if before.name() != after.name() {
+            log::debug!("{name}: {} -> {}", before.name(), after.name());
+            let delay = actions.iter().find_map(|a| match a {
+                Action::SetTimer(t) => Some(t.saturating_sub(now)),
+                _ => None,
+            });
+            for mark in transition_marks(&before, &after, delay) {
+                self.timeline.push(now, name, mark);
+            }
         }
         for a in actions {
             self.act(name, a);
@@ -287,13 +297,17 @@ impl Supervisor {
 
     fn act(&mut self, name: &str, action: Action) {
         match action {
-            Action::Spawn => match self.spawn(name) {
-                Ok(pid) => {
-                    self.pids.insert(pid, name.to_string());
-                    self.feed(name, Event::Spawned { pid });
+            Action::Spawn => {
+                self.timeline.push(boottime(), name, Mark::Started);
+                match self.spawn(name) {
+                    Ok(pid) => {
+                        self.pids.insert(pid, name.to_string());
+                        self.timeline.push(boottime(), name, Mark::Execd { pid });
+                        self.feed(name, Event::Spawned { pid });
+                    }
+                    Err(error) => self.feed(name, Event::SpawnFailed { error }),
                 }
-                Err(error) => self.feed(name, Event::SpawnFailed { error }),
-            },
+            }
             Action::Signal { pid, signal } => {
                 let group = matches!(
                     self.units.get(name).map(|u| u.kill_mode),
@@ -417,6 +431,12 @@ impl Supervisor {
                     }
                     progressed = true;
                 } else if !blocked {
+                    let last = waits
+                        .iter()
+                        .filter_map(|(d, _)| self.timeline.ready_at(d).map(|t| (t, d.clone())))
+                        .max()
+                        .map(|(_, d)| d);
+                    self.timeline.waited_for.insert(name.clone(), last);
                     self.feed(&name, Event::Start { manual: false });
                     progressed = true;
                 }
@@ -454,7 +474,7 @@ impl Supervisor {
             at: boottime(),
             failed,
         };
-        if let Some(req) = host.boot_complete(&report) {
+        if let Some(req) = host.boot_complete(&report, &self.timeline) {
             self.request_stop(req);
         }
     }
@@ -511,6 +531,13 @@ impl Supervisor {
                 Ok(Some((pid, status))) => match self.pids.remove(&pid) {
                     Some(name) => {
                         log_exit(&name, &status);
+                        self.timeline.push(
+                            boottime(),
+                            &name,
+                            Mark::Exited {
+                                status: status.to_string(),
+                            },
+                        );
                         self.feed(
                             &name,
                             Event::Exited {
@@ -594,6 +621,11 @@ impl Supervisor {
         }
     }
 
+    /// Every unit's events so far.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
     /// The last STATUS= a unit sent.
     pub fn status_text(&self, name: &str) -> Option<&str> {
         self.status.get(name).map(String::as_str)
@@ -612,6 +644,24 @@ impl Supervisor {
             self.timers.remove(&name);
             self.feed(&name, Event::Timer);
         }
+    }
+}
+
+/// The timeline marks a state change means.
+fn transition_marks(before: &State, after: &State, delay: Option<Duration>) -> Vec<Mark> {
+    match (before, after) {
+        (State::Stopping { .. }, State::Exited { .. }) => vec![Mark::Stopped],
+        (_, State::Exited { .. }) if before.pid().is_some() => vec![Mark::Ready],
+        (_, State::Exited { .. }) => vec![Mark::Stopped],
+        (_, State::Ready { .. }) => vec![Mark::Ready],
+        (_, State::Failed { reason } | State::CrashLoop { reason }) => vec![Mark::Failed {
+            reason: reason.clone(),
+        }],
+        (_, State::Backoff) => vec![Mark::Restarting {
+            delay: delay.unwrap_or_default(),
+        }],
+        (_, State::Stopping { .. }) => vec![Mark::Stopping],
+        _ => vec![],
     }
 }
 
