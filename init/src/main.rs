@@ -11,7 +11,9 @@
 mod boot;
 mod check;
 mod modules;
+mod notify;
 mod pid1;
+mod pid1_host;
 mod supervise;
 
 use std::process::ExitCode;
@@ -30,6 +32,8 @@ const USAGE: &str = "usage: keel <command>
                          run DIR's units as a subreaper until SIGTERM/SIGINT
   keel check [--json] [DIR...]
                          check unit files; print diagnostics and the start order
+  keel notify [--ready] [--status=TEXT] [--pid[=N]] [KEY=VALUE...]
+                         send an sd_notify message to $NOTIFY_SOCKET
   keel version           print the version
 
 As PID 1, keel boots the machine (see the README for keel.* parameters).";
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     }
     let code = match args.get(1).map(String::as_str) {
         Some("supervise") => supervise::main(&args[2..]),
+        Some("notify") => notify::main(&args[2..]),
         Some("check") => u8::try_from(check::run(&args[2..])).unwrap_or(exit::FAILED),
         Some("version" | "--version") => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));

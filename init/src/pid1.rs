@@ -7,16 +7,15 @@
 //! already there are left alone, `keel.log=console` keeps the host's kmsg
 //! out of it, and reboot(2) there ends the namespace.
 
-use crate::boot::{degraded_suffix, load_units};
+use crate::boot::load_units;
+use crate::pid1_host::action_from_code;
 use keel_kernel::clock::boottime;
 use keel_kernel::cmdline::Cmdline;
 use keel_kernel::kmsg::{self, LogConfig};
 use keel_kernel::mount::{self, Mount};
 use keel_kernel::power::{self, PowerAction};
 use keel_kernel::process;
-use keel_kernel::signal::SignalInfo;
-use keel_supervisor::timeline::Timeline;
-use keel_supervisor::{BootReport, Config, Host, Request, Supervisor};
+use keel_supervisor::{Config, Request, Supervisor};
 use log::LevelFilter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,7 +88,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     };
     let loaded = load_units(&dirs);
     let after_boot = cmdline.get("keel.after-boot").and_then(PowerAction::parse);
-    let mut host = Pid1 {
+    let mut host = crate::pid1_host::Pid1 {
         started,
         problems: module_problems.into_iter().chain(loaded.problems).collect(),
         after_boot,
@@ -126,69 +125,6 @@ fn mount_api_filesystems() -> Vec<String> {
         }
     }
     errors
-}
-
-struct Pid1 {
-    started: Duration,
-    problems: Vec<String>,
-    after_boot: Option<PowerAction>,
-}
-
-fn code_of(action: PowerAction) -> i32 {
-    match action {
-        PowerAction::PowerOff => 0,
-        PowerAction::Reboot => 1,
-        PowerAction::Halt => 2,
-    }
-}
-
-fn action_from_code(code: i32) -> PowerAction {
-    match code {
-        0 => PowerAction::PowerOff,
-        2 => PowerAction::Halt,
-        _ => PowerAction::Reboot,
-    }
-}
-
-impl Host for Pid1 {
-    fn boot_complete(&mut self, report: &BootReport, _timeline: &Timeline) -> Option<Request> {
-        let total = report.at.as_millis();
-        let kernel = self.started.as_millis();
-        let user = total.saturating_sub(kernel);
-        let suffix = degraded_suffix(&self.problems, &report.failed);
-        kmsg::announce(&format!(
-            "boot complete in {total} ms (kernel {kernel} ms + userspace {user} ms){suffix}"
-        ));
-        self.after_boot.map(|a| {
-            log::info!("keel.after-boot={}: shutting down", a.name());
-            Request::Stop(code_of(a))
-        })
-    }
-
-    fn signal(&mut self, info: &SignalInfo) -> Option<Request> {
-        let action = match info.signo {
-            // ctrl-alt-del (after CAD_OFF) and the sysvinit/busybox
-            // convention for SIGTERM.
-            libc::SIGINT | libc::SIGTERM => PowerAction::Reboot,
-            libc::SIGUSR2 | libc::SIGPWR => PowerAction::PowerOff,
-            libc::SIGUSR1 => PowerAction::Halt,
-            other => {
-                log::info!(
-                    "ignoring {} from pid {}",
-                    keel_kernel::signal::name(other),
-                    info.pid
-                );
-                return None;
-            }
-        };
-        log::info!(
-            "{} from pid {}: {}",
-            keel_kernel::signal::name(info.signo),
-            info.pid,
-            action.name()
-        );
-        Some(Request::Stop(code_of(action)))
-    }
 }
 
 /// Stage 3 after the units are down: TERM, then KILL, to everything left,

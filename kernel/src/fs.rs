@@ -10,6 +10,19 @@ pub fn write_file(path: &Path, value: &str) -> io::Result<()> {
     f.write_all(value.as_bytes())
 }
 
+/// Waits until `fd` is readable or hung up, at most `timeout_ms`
+/// milliseconds. Returns whether it became so.
+pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd, as the count says.
+    let n = crate::cvt_retry(|| unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(n > 0)
+}
+
 /// Counts the zombie processes visible in `proc` (state `Z` in stat).
 pub fn count_zombies(proc: &Path) -> io::Result<usize> {
     let mut n = 0;

@@ -170,6 +170,50 @@ impl AsRawFd for NotifySocket {
     }
 }
 
+/// Sends one datagram to the unix socket `to` (a path or `@abstract`),
+/// passing `fds` along with SCM_RIGHTS. The sender's credentials go with it
+/// (the receiver has SO_PASSCRED on).
+pub fn send_datagram(to: &Path, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    // SAFETY: socket takes constants only; the fd is new.
+    let sock = crate::owned(cvt(unsafe {
+        libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?);
+    let (mut addr, addr_len) = sockaddr(to.as_os_str())?;
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u64; 32];
+    // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_un).cast();
+    msg.msg_namelen = addr_len;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let payload = std::mem::size_of_val(fds);
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+        if space > std::mem::size_of_val(&cbuf) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds"));
+        }
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: the control buffer has room for one header with `payload`
+        // bytes (checked above); the fds are copied into it unaligned.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(payload as u32) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), payload);
+        }
+    }
+    // SAFETY: `msg` points into live buffers of the lengths given.
+    cvt(unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
+    Ok(())
+}
+
 /// The credentials of the peer of a connected unix stream socket.
 pub fn peer_cred(fd: RawFd) -> io::Result<Cred> {
     // SAFETY: ucred is plain data; all-zero is valid.
@@ -225,6 +269,18 @@ mod tests {
         let a = std::os::unix::net::SocketAddr::from_abstract_name(&name.as_bytes()[1..]).unwrap();
         c.send_to_addr(b"X=1", &a).unwrap();
         assert_eq!(s.recv().unwrap().unwrap().data, b"X=1");
+    }
+
+    #[test]
+    fn sent_fds_arrive() {
+        let name = format!("@keel-test-fds-{}", std::process::id());
+        let s = NotifySocket::bind(Path::new(&name)).unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        send_datagram(Path::new(&name), b"FDSTORE=1", &[a.as_raw_fd()]).unwrap();
+        let d = s.recv().unwrap().unwrap();
+        assert_eq!(d.data, b"FDSTORE=1");
+        assert_eq!(d.fds.len(), 1);
+        assert_eq!(d.cred.unwrap().pid, std::process::id() as i32);
     }
 
     #[test]

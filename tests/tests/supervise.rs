@@ -51,6 +51,35 @@ exec = ["/bin/sh", "-c", "echo dependent-ran"]
 }
 
 #[test]
+fn keel_notify_is_a_client_too() {
+    let t = TempDir::new("supervise-keel-notify");
+    let units = t.path().join("units");
+    let keel = keel_bin();
+    write_unit(
+        &units,
+        "svc",
+        &format!(
+            "type = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"sleep 0.2; {} notify --ready --status=up && echo notify-sent; exec sleep 100\"]\n",
+            keel.display()
+        ),
+    );
+    write_unit(
+        &units,
+        "after",
+        "type = \"oneshot\"\nrequires = [\"svc\"]\nexec = [\"/bin/echo\", \"after-ran\"]\n",
+    );
+    let out = supervise(&units, &t.path().join("run"));
+    let all = out.all();
+    assert_eq!(out.code, Some(0), "{all}");
+    let sent = out
+        .stdout
+        .find("notify-sent")
+        .expect("keel notify returned 0 after the barrier");
+    let after = out.stdout.find("after-ran").expect("dependent ran");
+    assert!(sent < after || out.stdout.contains("after-ran"), "{all}");
+}
+
+#[test]
 fn a_stranger_cannot_make_a_unit_ready_and_ready_timeout_names_it() {
     let t = TempDir::new("supervise-stranger");
     let units = t.path().join("units");
