@@ -6,6 +6,7 @@
 //! or an error enum naming the step and the path. Paths such as `/proc` are
 //! parameters wherever a test may want to point them at a temporary tree.
 
+pub mod cgroup;
 pub mod clock;
 pub mod cmdline;
 pub mod epoll;

@@ -28,6 +28,8 @@ pub enum Stage {
     NoNewPrivs = 10,
     Signals = 11,
     Exec = 12,
+    Capabilities = 13,
+    ListenFds = 14,
 }
 
 impl Stage {
@@ -57,6 +59,8 @@ impl fmt::Display for Stage {
             Stage::NoNewPrivs => "setting no_new_privs",
             Stage::Signals => "resetting the signal mask",
             Stage::Exec => "executing the program",
+            Stage::Capabilities => "dropping capabilities from the bounding set",
+            Stage::ListenFds => "passing the stored file descriptors",
         };
         f.write_str(s)
     }
@@ -117,6 +121,8 @@ pub struct Command {
     new_session: bool,
     cgroup_procs: Option<CString>,
     stdio: [Stdio; 3],
+    cap_drop: Vec<libc::c_ulong>,
+    listen_fds: Vec<RawFd>,
 }
 
 impl Command {
@@ -142,6 +148,8 @@ impl Command {
             new_session: true,
             cgroup_procs: None,
             stdio: [Stdio::Null, Stdio::Inherit, Stdio::Inherit],
+            cap_drop: Vec::new(),
+            listen_fds: Vec::new(),
         })
     }
 
@@ -197,6 +205,30 @@ impl Command {
         self.cgroup_procs = Some(CString::new(path)?);
         Ok(self)
     }
+    /// Keeps only `keep` (capability numbers) in the bounding set: every
+    /// capability up to `last_cap` (/proc/sys/kernel/cap_last_cap) that is
+    /// not kept is dropped before exec.
+    pub fn cap_bounding(&mut self, keep: &[u8], last_cap: u8) -> &mut Self {
+        self.cap_drop = (0..=last_cap)
+            .filter(|c| !keep.contains(c))
+            .map(libc::c_ulong::from)
+            .collect();
+        self
+    }
+    /// Passes `fds` as 3, 4, … with LISTEN_FDS, LISTEN_PID (the child's own
+    /// pid, filled in after fork) and LISTEN_FDNAMES, as sd_listen_fds wants.
+    pub fn listen_fds(
+        &mut self,
+        fds: Vec<RawFd>,
+        names: &[String],
+    ) -> Result<&mut Self, SpawnError> {
+        if !fds.is_empty() {
+            self.env("LISTEN_FDS", &fds.len().to_string())?;
+            self.env("LISTEN_FDNAMES", &names.join(":"))?;
+        }
+        self.listen_fds = fds;
+        Ok(self)
+    }
     pub fn stdin(&mut self, s: Stdio) -> &mut Self {
         self.stdio[0] = s;
         self
@@ -233,7 +265,14 @@ impl Command {
         let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = self.env.iter().map(|a| a.as_ptr()).collect();
+        // LISTEN_PID must be the child's pid: a buffer the child fills in.
+        let mut listen_pid = *b"LISTEN_PID=\0\0\0\0\0\0\0\0\0\0\0\0\0";
+        if !self.listen_fds.is_empty() {
+            envp.push(listen_pid.as_ptr().cast());
+        }
         envp.push(std::ptr::null());
+        // Scratch space for moving the listen fds out of the way.
+        let mut scratch: Vec<RawFd> = vec![-1; self.listen_fds.len()];
         let stdio: [RawFd; 3] = self.stdio.map(|s| match s {
             Stdio::Null => null.as_ref().map_or(-1, |f| f.as_raw_fd()),
             Stdio::Inherit => -2,
@@ -275,6 +314,10 @@ impl Command {
                     stdio,
                     &rlimits,
                     oom.as_deref(),
+                    Listen {
+                        pid_buf: &mut listen_pid,
+                        scratch: &mut scratch,
+                    },
                     wr.as_raw_fd(),
                 )
             }
@@ -312,11 +355,19 @@ fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
     got
 }
 
+/// Buffers the child fills in for LISTEN_FDS.
+struct Listen<'a> {
+    pid_buf: &'a mut [u8; 24],
+    scratch: &'a mut [RawFd],
+}
+
 /// The child between fork and exec. Only async-signal-safe calls.
 ///
 /// # Safety
 /// Must only be called in a freshly forked child; every pointer array must
 /// be NULL-terminated and point into `cmd`'s CStrings.
+// Everything the child may touch is prepared before fork and passed in.
+#[allow(clippy::too_many_arguments)]
 unsafe fn child(
     cmd: &Command,
     argv: &[*const libc::c_char],
@@ -324,6 +375,7 @@ unsafe fn child(
     stdio: [RawFd; 3],
     rlimits: &[(u32, libc::rlimit)],
     oom: Option<&[u8]>,
+    listen: Listen<'_>,
     report: RawFd,
 ) -> ! {
     let fail = |stage: Stage| -> ! {
@@ -354,6 +406,47 @@ unsafe fn child(
             }
         } else if src < 0 || libc::dup2(src, target) < 0 {
             fail(Stage::Stdio);
+        }
+    }
+    // Stored fds to 3, 4, …: first out of the way (above the targets and the
+    // report pipe), then into place; dup2 clears close-on-exec.
+    let n = cmd.listen_fds.len() as RawFd;
+    if n > 0 {
+        let floor = (3 + n).max(report + 1);
+        for (i, &fd) in cmd.listen_fds.iter().enumerate() {
+            let moved = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor);
+            if moved < 0 {
+                fail(Stage::ListenFds);
+            }
+            listen.scratch[i] = moved;
+        }
+        for (i, &fd) in listen.scratch.iter().enumerate() {
+            if libc::dup2(fd, 3 + i as RawFd) < 0 {
+                fail(Stage::ListenFds);
+            }
+        }
+        // LISTEN_PID=<our pid>, written without allocating.
+        let mut pid = libc::getpid() as u32;
+        let mut digits = [0u8; 10];
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (pid % 10) as u8;
+            len += 1;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            listen.pid_buf[11 + i] = digits[len - 1 - i];
+        }
+        listen.pid_buf[11 + len] = 0;
+    }
+    for &cap in &cmd.cap_drop {
+        if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0
+            && *libc::__errno_location() != libc::EINVAL
+        {
+            fail(Stage::Capabilities);
         }
     }
     if cmd.new_session && libc::setsid() < 0 {
@@ -594,6 +687,48 @@ mod tests {
             .unwrap();
         assert!(has_children());
         waitpid_blocking(pid).unwrap();
+    }
+
+    #[test]
+    fn listen_fds_arrive_as_3_with_the_childs_pid() {
+        let dir = std::env::temp_dir().join(format!("keel-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stored = std::fs::File::create(dir.join("stored")).unwrap();
+        let out = std::fs::File::create(dir.join("out")).unwrap();
+        let mut c = Command::new(&args(&[
+            "/bin/sh",
+            "-c",
+            "echo \"$LISTEN_FDS $LISTEN_FDNAMES $LISTEN_PID $$\"; echo via-fd3 >&3",
+        ]))
+        .unwrap();
+        c.stdout(Stdio::Fd(out.as_raw_fd()));
+        c.listen_fds(vec![stored.as_raw_fd()], &["state".to_string()])
+            .unwrap();
+        let pid = c.spawn().unwrap();
+        assert!(waitpid_blocking(pid).unwrap().success());
+        let text = std::fs::read_to_string(dir.join("out")).unwrap();
+        assert_eq!(text, format!("1 state {pid} {pid}\n"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("stored")).unwrap(),
+            "via-fd3\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_bounding_set_loses_what_is_not_kept() {
+        let dir = std::env::temp_dir().join(format!("keel-caps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::fs::File::create(dir.join("out")).unwrap();
+        let mut c = Command::new(&args(&["/bin/grep", "CapBnd", "/proc/self/status"])).unwrap();
+        c.stdout(Stdio::Fd(out.as_raw_fd()));
+        // Keep CAP_CHOWN (0) and CAP_NET_BIND_SERVICE (10) only.
+        c.cap_bounding(&[0, 10], 40);
+        let pid = c.spawn().unwrap();
+        assert!(waitpid_blocking(pid).unwrap().success());
+        let text = std::fs::read_to_string(dir.join("out")).unwrap();
+        assert_eq!(text.trim(), "CapBnd:\t0000000000000401");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

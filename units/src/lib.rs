@@ -31,7 +31,10 @@ pub use graph::{Cycle, Dep, DepKind, Graph};
 pub use load::{load, LoadError, DEFAULT_DIRS};
 pub use resolve::{resolve, Excluded, Loaded, UnitSource};
 pub use signal::Signal;
-pub use unit::{DepLocs, Health, KillMode, Limits, Probe, Restart, ServiceType, StartLimit, Unit};
+pub use unit::{
+    Capability, DepLocs, Health, KillMode, Limits, Probe, Restart, ServiceType, StartLimit, Unit,
+    CAPABILITY_NAMES,
+};
 pub use validate::valid_unit_name;
 pub use values::{format_duration, parse_duration, parse_size, HttpUrl, Ident, ValueError};
 

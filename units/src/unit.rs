@@ -66,6 +66,14 @@ pub struct Unit {
     pub limits: Limits,
     /// The sd_notify watchdog period (`WATCHDOG_USEC`); notify units only.
     pub watchdog: Option<Duration>,
+    /// /proc/PID/oom_score_adj of the service, -1000..=1000.
+    pub oom_score_adj: Option<i32>,
+    /// PR_SET_NO_NEW_PRIVS before exec. Default false.
+    pub no_new_privileges: bool,
+    /// The capability bounding set (`CAP_NET_BIND_SERVICE`, …, lower case
+    /// and without `CAP_` accepted): every other capability is dropped from
+    /// it before exec. `None` leaves the bounding set alone.
+    pub capabilities: Option<Vec<Capability>>,
     /// The drop-ins that were merged into this unit, in order.
     pub dropins: Vec<PathBuf>,
     /// Where each dependency was written, for diagnostics.
@@ -116,6 +124,9 @@ impl Unit {
             health: None,
             limits: Limits::default(),
             watchdog: None,
+            oom_score_adj: None,
+            no_new_privileges: false,
+            capabilities: None,
             dropins: Vec::new(),
             dep_locs: DepLocs::default(),
         }
@@ -238,4 +249,74 @@ pub struct Limits {
     pub pids_max: Option<u64>,
     /// RLIMIT_NOFILE (soft and hard).
     pub nofile: Option<u64>,
+}
+
+/// A Linux capability by number (`CAP_NET_ADMIN` is 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Capability(pub u8);
+
+/// The capability names of Linux 6.1, in number order.
+pub const CAPABILITY_NAMES: &[&str] = &[
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+impl Capability {
+    /// Parses `CAP_NET_ADMIN`, `net_admin` or `NET_ADMIN`.
+    pub fn parse(text: &str) -> Option<Capability> {
+        let lower = text.to_ascii_lowercase();
+        let name = lower.strip_prefix("cap_").unwrap_or(&lower);
+        CAPABILITY_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| u8::try_from(i).ok())
+            .map(Capability)
+    }
+
+    /// `CAP_NET_ADMIN`.
+    pub fn name(self) -> String {
+        CAPABILITY_NAMES
+            .get(usize::from(self.0))
+            .map(|n| format!("CAP_{}", n.to_ascii_uppercase()))
+            .unwrap_or_else(|| format!("capability {}", self.0))
+    }
 }

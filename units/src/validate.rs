@@ -10,7 +10,9 @@ use std::time::Duration;
 use crate::diag::{did_you_mean, Diagnostic, Loc};
 use crate::fields::{table, Ctx};
 use crate::raw::{Node, Table, Value};
-use crate::unit::{Health, KillMode, Limits, Probe, Restart, ServiceType, StartLimit, Unit};
+use crate::unit::{
+    Capability, Health, KillMode, Limits, Probe, Restart, ServiceType, StartLimit, Unit,
+};
 use crate::values::{self, HttpUrl, Ident};
 
 /// The keys of a unit file, in the order the documentation lists them.
@@ -42,6 +44,9 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "health",
     "limits",
     "watchdog",
+    "oom-score-adj",
+    "no-new-privileges",
+    "capabilities",
 ];
 const START_LIMIT_KEYS: &[&str] = &["burst", "interval"];
 const LIMIT_KEYS: &[&str] = &["memory-max", "cpu-weight", "pids-max", "nofile"];
@@ -215,6 +220,13 @@ pub(crate) fn validate(
                 }
             }
             "watchdog" => u.watchdog = ctx.duration(key, node),
+            "oom-score-adj" => {
+                u.oom_score_adj = ctx
+                    .int(key, node, -1000, 1000)
+                    .and_then(|n| i32::try_from(n).ok());
+            }
+            "no-new-privileges" => u.no_new_privileges = ctx.bool(key, node).unwrap_or(false),
+            "capabilities" => u.capabilities = capabilities(&mut ctx, key, node),
             _ => {}
         }
     }
@@ -235,6 +247,25 @@ const RESTARTS: &[(&str, Restart)] = &[
 ];
 const KILL_MODES: &[(&str, KillMode)] =
     &[("cgroup", KillMode::Cgroup), ("process", KillMode::Process)];
+
+/// An array of capability names; each unknown one is reported where it is.
+fn capabilities(ctx: &mut Ctx<'_>, key: &str, node: &Node) -> Option<Vec<Capability>> {
+    let items = ctx.strings(key, node)?;
+    let mut out = Vec::new();
+    for (name, loc) in items {
+        match Capability::parse(name) {
+            Some(c) => out.push(c),
+            None => ctx.error(
+                loc,
+                format!("unknown capability `{name}`"),
+                Some("write e.g. \"CAP_NET_BIND_SERVICE\"".to_owned()),
+            ),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
+}
 
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {

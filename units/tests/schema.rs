@@ -164,3 +164,35 @@ fn signals_by_number_and_stop_signal_kill() {
         (9, "SIGKILL".to_owned())
     );
 }
+
+#[test]
+fn process_hardening_keys() {
+    let u = keel_units::parse_unit(
+        "h",
+        std::path::Path::new("/u/h.toml"),
+        "exec = [\"/bin/true\"]\noom-score-adj = -500\nno-new-privileges = true\ncapabilities = [\"CAP_NET_BIND_SERVICE\", \"chown\", \"net_bind_service\"]\n",
+    )
+    .unwrap();
+    assert_eq!(u.oom_score_adj, Some(-500));
+    assert!(u.no_new_privileges);
+    let caps = u.capabilities.unwrap();
+    assert_eq!(caps.len(), 2, "sorted and deduplicated");
+    assert_eq!(caps[0].name(), "CAP_CHOWN");
+    assert_eq!(caps[1].name(), "CAP_NET_BIND_SERVICE");
+    let errs = keel_units::parse_unit(
+        "h",
+        std::path::Path::new("/u/h.toml"),
+        "exec = [\"/bin/true\"]\noom-score-adj = 2000\ncapabilities = [\"CAP_FLY\"]\n",
+    )
+    .unwrap_err();
+    let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter().any(|t| t.starts_with("/u/h.toml:2:17: error:")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("/u/h.toml:3:17: error: unknown capability `CAP_FLY`")),
+        "{text:?}"
+    );
+}
