@@ -10,10 +10,12 @@
 
 mod boot;
 mod check;
+mod ctl;
 mod modules;
 mod notify;
 mod pid1;
 mod pid1_host;
+mod probe;
 mod supervise;
 
 use std::process::ExitCode;
@@ -34,6 +36,11 @@ const USAGE: &str = "usage: keel <command>
                          check unit files; print diagnostics and the start order
   keel notify [--ready] [--status=TEXT] [--pid[=N]] [KEY=VALUE...]
                          send an sd_notify message to $NOTIFY_SOCKET
+  keel status [UNIT] [--json]        units and their states (UNIT: events, last output)
+  keel start|stop|restart|reload UNIT
+  keel logs UNIT [-n N] [-f]         a unit's recent output; -f follows
+  keel poweroff|reboot|halt          ask PID 1 (or keel supervise) to stop everything
+                         (--control PATH or $KEEL_CONTROL; default /run/keel/control.sock)
   keel version           print the version
 
 As PID 1, keel boots the machine (see the README for keel.* parameters).";
@@ -47,6 +54,11 @@ fn main() -> ExitCode {
     let code = match args.get(1).map(String::as_str) {
         Some("supervise") => supervise::main(&args[2..]),
         Some("notify") => notify::main(&args[2..]),
+        Some("probe") => probe::main(&args[2..]),
+        Some(
+            op @ ("status" | "start" | "stop" | "restart" | "reload" | "logs" | "poweroff"
+            | "reboot" | "halt"),
+        ) => ctl::main(op, &args[2..]),
         Some("check") => u8::try_from(check::run(&args[2..])).unwrap_or(exit::FAILED),
         Some("version" | "--version") => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));

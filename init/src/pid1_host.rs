@@ -46,6 +46,12 @@ impl Host for Pid1 {
         })
     }
 
+    fn power(&mut self, action: &str) -> Option<Request> {
+        let a = PowerAction::parse(action)?;
+        log::info!("{} requested over the control socket", a.name());
+        Some(Request::Stop(code_of(a)))
+    }
+
     fn signal(&mut self, info: &SignalInfo) -> Option<Request> {
         let action = match info.signo {
             // ctrl-alt-del (after CAD_OFF) and the sysvinit/busybox

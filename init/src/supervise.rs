@@ -10,7 +10,7 @@ use keel_kernel::clock::boottime;
 use keel_kernel::kmsg::{self, LogConfig};
 use keel_kernel::signal::SignalInfo;
 use keel_supervisor::timeline::Timeline;
-use keel_supervisor::{BootReport, Config, Host, Request, Supervisor};
+use keel_supervisor::{BootReport, Host, Request, Supervisor};
 use log::LevelFilter;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use std::time::Duration;
 struct Options {
     units: Vec<PathBuf>,
     runtime_dir: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
     exit_after_boot: bool,
     debug: bool,
 }
@@ -26,6 +27,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         units: Vec::new(),
         runtime_dir: None,
+        log_dir: None,
         exit_after_boot: false,
         debug: false,
     };
@@ -38,6 +40,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--runtime-dir" => {
                 o.runtime_dir = Some(PathBuf::from(
                     it.next().ok_or("--runtime-dir needs a directory")?,
+                ))
+            }
+            "--log-dir" => {
+                o.log_dir = Some(PathBuf::from(
+                    it.next().ok_or("--log-dir needs a directory")?,
                 ))
             }
             "--after-boot" => match it.next().map(String::as_str) {
@@ -69,6 +76,11 @@ impl Host for Sub {
         self.failed = !report.failed.is_empty() || !self.problems.is_empty();
         kmsg::announce(&format!("units ready in {ms} ms{suffix}"));
         self.exit_after_boot.then_some(Request::Stop(0))
+    }
+
+    fn power(&mut self, action: &str) -> Option<Request> {
+        log::info!("{action} requested over the control socket: stopping");
+        Some(Request::Stop(0))
     }
 
     fn signal(&mut self, info: &SignalInfo) -> Option<Request> {
@@ -120,7 +132,10 @@ pub fn main(args: &[String]) -> u8 {
         );
         return exit::SYSTEM;
     }
-    let mut sup = match Supervisor::new(Config::in_runtime_dir(&runtime), loaded.units) {
+    let mut sup = match Supervisor::new(
+        crate::boot::subreaper_config(&runtime, o.log_dir.clone()),
+        loaded.units,
+    ) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");
@@ -133,6 +148,13 @@ pub fn main(args: &[String]) -> u8 {
             .states()
             .any(|(_, s)| matches!(s, keel_supervisor::service::State::Failed { .. }));
     log::info!("all units stopped");
+    crate::boot::cleanup_subreaper_cgroup();
+    for sock in ["notify", "control.sock"] {
+        let _ = std::fs::remove_file(runtime.join(sock));
+    }
+    if o.runtime_dir.is_none() {
+        let _ = std::fs::remove_dir(&runtime);
+    }
     if failed {
         exit::FAILED
     } else {

@@ -51,6 +51,8 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 /// Keel's cgroups: `base/units/<unit>` for each unit.
 #[derive(Debug, Clone)]
 pub struct Cgroups {
+    /// Where cgroup2 is mounted.
+    root: PathBuf,
     units: PathBuf,
     /// Controllers enabled for the unit cgroups (e.g. memory, cpu, pids).
     controllers: Vec<String>,
@@ -60,13 +62,16 @@ pub struct Cgroups {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitCgroup {
     pub path: PathBuf,
+    /// The path as /proc/PID/cgroup shows it, without the leading `/`.
+    pub rel: PathBuf,
 }
 
 impl Cgroups {
-    /// Sets up under `base` (Keel's own cgroup). When `move_self` is set (not
-    /// the root cgroup), this process first moves into `base/keel` so that
-    /// `base` may enable controllers for its children.
-    pub fn setup(base: &Path, move_self: bool) -> Result<Cgroups, CgroupError> {
+    /// Sets up under `base` (Keel's own cgroup, inside the cgroup2 mount
+    /// `root`). When `move_self` is set (not the root cgroup), this process
+    /// first moves into `base/keel` so that `base` may enable controllers
+    /// for its children.
+    pub fn setup(root: &Path, base: &Path, move_self: bool) -> Result<Cgroups, CgroupError> {
         if !base.join("cgroup.procs").exists() {
             return Err(CgroupError::NoCgroup2(base.to_path_buf()));
         }
@@ -90,7 +95,11 @@ impl Cgroups {
                 controllers.push(c.to_string());
             }
         }
-        Ok(Cgroups { units, controllers })
+        Ok(Cgroups {
+            root: root.to_path_buf(),
+            units,
+            controllers,
+        })
     }
 
     /// The controllers unit cgroups have.
@@ -102,7 +111,8 @@ impl Cgroups {
     pub fn unit(&self, unit: &str) -> Result<UnitCgroup, CgroupError> {
         let path = self.units.join(unit);
         mkdir(&path)?;
-        Ok(UnitCgroup { path })
+        let rel = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
+        Ok(UnitCgroup { path, rel })
     }
 
     /// Writes a limit file (e.g. `memory.max`) if its controller is enabled;
@@ -204,10 +214,11 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("cgroup.procs"), "").unwrap();
         std::fs::write(d.join("cgroup.controllers"), "").unwrap();
-        let cg = Cgroups::setup(&d, false).unwrap();
+        let cg = Cgroups::setup(&d, &d, false).unwrap();
         assert!(cg.controllers().is_empty());
         let u = cg.unit("etcd").unwrap();
         assert_eq!(u.path, d.join("units/etcd"));
+        assert_eq!(u.rel, PathBuf::from("units/etcd"));
         assert!(!cg.limit(&u, "memory.max", "1G").unwrap(), "skipped");
         assert!(!u.populated());
         std::fs::remove_dir_all(&d).unwrap();
@@ -215,7 +226,12 @@ mod tests {
 
     #[test]
     fn a_missing_cgroup2_is_named() {
-        let e = Cgroups::setup(Path::new("/nonexistent/cg"), false).unwrap_err();
+        let e = Cgroups::setup(
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent/cg"),
+            false,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/cg"), "{e}");
     }
 }

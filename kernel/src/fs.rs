@@ -10,6 +10,28 @@ pub fn write_file(path: &Path, value: &str) -> io::Result<()> {
     f.write_all(value.as_bytes())
 }
 
+/// A close-on-exec pipe: (read end, write end). The read end is
+/// non-blocking when asked, for an epoll loop.
+pub fn pipe(nonblocking_read: bool) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 returns.
+    crate::cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    let (r, w) = (crate::owned(fds[0]), crate::owned(fds[1]));
+    if nonblocking_read {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor we own, with integer arguments.
+        unsafe {
+            let flags = crate::cvt(libc::fcntl(r.as_raw_fd(), libc::F_GETFL))?;
+            crate::cvt(libc::fcntl(
+                r.as_raw_fd(),
+                libc::F_SETFL,
+                flags | libc::O_NONBLOCK,
+            ))?;
+        }
+    }
+    Ok((r, w))
+}
+
 /// Waits until `fd` is readable or hung up, at most `timeout_ms`
 /// milliseconds. Returns whether it became so.
 pub fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> io::Result<bool> {

@@ -4,10 +4,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod creds;
+pub mod logs;
 pub mod notify;
+mod output;
+mod readiness;
 pub mod runtime;
 pub mod service;
+mod spawn;
 pub mod timeline;
 
 pub use runtime::{BootReport, Config, Host, Request, Supervisor};

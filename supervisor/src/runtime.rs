@@ -1,16 +1,15 @@
-//! The event loop: one thread, one epoll over a signalfd and a timerfd (and,
-//! as the supervisor grows, the notify and control sockets and log pipes).
+//! The event loop: one thread, one epoll over a signalfd, a timerfd, the
+//! notify socket, the control socket and its connections, and the services'
+//! log pipes.
 //! It turns what the kernel reports into [`Event`]s for each service's state
 //! machine and carries out the [`Action`]s that come back. Nothing polls: with
 //! no deadline pending the timer is disarmed and PID 1 sleeps in epoll_wait.
 
-use crate::creds;
-use crate::notify;
 use crate::service::{Action, Event, Kind, Policy, RestartPolicy, Service, State};
 use crate::timeline::{Mark, Timeline};
 use keel_kernel::clock::boottime;
 use keel_kernel::epoll::{Epoll, Ready};
-use keel_kernel::process::{self, Command, ExitStatus};
+use keel_kernel::process::{self, ExitStatus};
 use keel_kernel::signal::{self, SignalFd, SignalInfo};
 use keel_kernel::socket::NotifySocket;
 use keel_kernel::timer::TimerFd;
@@ -24,6 +23,26 @@ use std::time::Duration;
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 const TOKEN_NOTIFY: u64 = 3;
+pub(crate) const TOKEN_CONTROL: u64 = 4;
+/// Control connections: this bit plus the connection's id.
+pub(crate) const TOKEN_CONN: u64 = 1 << 32;
+/// Log pipes: this bit plus the pipe's id.
+pub(crate) const TOKEN_LOG: u64 = 2 << 32;
+
+/// The timers a unit can have at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// The state machine's: ready-timeout, stop-timeout, restart delay.
+    State,
+    /// The next readiness probe.
+    Probe,
+    /// The next health check.
+    Health,
+    /// The sd_notify watchdog deadline.
+    Watchdog,
+    /// A running probe's time limit.
+    ProbeTimeout,
+}
 
 /// Why the supervisor could not start its loop.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +55,8 @@ pub enum SetupError {
     TimerFd(#[source] io::Error),
     #[error("cannot bind the notify socket {path}: {source}")]
     NotifySocket { path: PathBuf, source: io::Error },
+    #[error("cannot bind the control socket {path}: {source}")]
+    ControlSocket { path: PathBuf, source: io::Error },
     #[error("cannot create the epoll instance: {0}")]
     Epoll(#[source] io::Error),
 }
@@ -63,6 +84,8 @@ pub trait Host {
     fn boot_complete(&mut self, report: &BootReport, timeline: &Timeline) -> Option<Request>;
     /// A signal other than SIGCHLD arrived.
     fn signal(&mut self, info: &SignalInfo) -> Option<Request>;
+    /// `keel poweroff|reboot|halt` over the control socket.
+    fn power(&mut self, action: &str) -> Option<Request>;
 }
 
 /// Settings of the loop.
@@ -75,6 +98,15 @@ pub struct Config {
     pub proc: PathBuf,
     /// Where the sd_notify socket is bound (a path or `@abstract`).
     pub notify_socket: Option<PathBuf>,
+    /// Where the control socket is bound.
+    pub control_socket: Option<PathBuf>,
+    /// Where `UNIT.log` files go once writable (PID 1: /var/log/keel).
+    pub log_dir: Option<PathBuf>,
+    /// The program run as `PROGRAM probe …` for tcp/http probes
+    /// (default: /proc/self/exe, i.e. keel itself).
+    pub probe_program: PathBuf,
+    /// cgroup v2 for the units; `None`: process groups only.
+    pub cgroups: Option<keel_kernel::cgroup::Cgroups>,
 }
 
 impl Default for Config {
@@ -84,6 +116,10 @@ impl Default for Config {
             group: PathBuf::from("/etc/group"),
             proc: PathBuf::from("/proc"),
             notify_socket: None,
+            control_socket: None,
+            log_dir: None,
+            probe_program: PathBuf::from("/proc/self/exe"),
+            cgroups: None,
         }
     }
 }
@@ -93,6 +129,7 @@ impl Config {
     pub fn in_runtime_dir(dir: &std::path::Path) -> Config {
         Config {
             notify_socket: Some(dir.join("notify")),
+            control_socket: Some(dir.join("control.sock")),
             ..Config::default()
         }
     }
@@ -100,21 +137,37 @@ impl Config {
 
 /// The supervisor: units, their state machines and the loop's fds.
 pub struct Supervisor {
-    config: Config,
-    units: BTreeMap<String, Unit>,
-    policies: BTreeMap<String, Policy>,
-    services: BTreeMap<String, Service>,
+    pub(crate) config: Config,
+    pub(crate) units: BTreeMap<String, Unit>,
+    pub(crate) policies: BTreeMap<String, Policy>,
+    pub(crate) services: BTreeMap<String, Service>,
     /// What each unit waits for before it starts: (unit, required).
-    waits: BTreeMap<String, Vec<(String, bool)>>,
-    timers: BTreeMap<String, Duration>,
-    pids: HashMap<i32, String>,
-    epoll: Epoll,
+    pub(crate) waits: BTreeMap<String, Vec<(String, bool)>>,
+    pub(crate) timers: BTreeMap<(String, TimerKind), Duration>,
+    /// Main processes (and MAINPID=) to their unit.
+    pub(crate) pids: HashMap<i32, String>,
+    pub(crate) epoll: Epoll,
     signals: SignalFd,
     timer: TimerFd,
-    notify: Option<NotifySocket>,
+    pub(crate) notify: Option<NotifySocket>,
     /// The last STATUS= of each unit.
-    status: BTreeMap<String, String>,
-    timeline: Timeline,
+    pub(crate) status: BTreeMap<String, String>,
+    pub(crate) timeline: Timeline,
+    /// When each unit last changed state.
+    pub(crate) changed: BTreeMap<String, Duration>,
+    pub(crate) logs: BTreeMap<String, crate::logs::UnitLog>,
+    /// Open log pipes: id -> (unit, read end).
+    pub(crate) log_pipes: HashMap<u64, (String, std::fs::File)>,
+    pub(crate) next_id: u64,
+    pub(crate) control: Option<std::os::unix::net::UnixListener>,
+    pub(crate) conns: HashMap<u64, crate::control::Conn>,
+    /// `keel logs -f` connections: (unit, connection id).
+    pub(crate) followers: Vec<(String, u64)>,
+    pub(crate) probes: crate::readiness::Probes,
+    pub(crate) fdstore: BTreeMap<String, Vec<(String, std::os::fd::OwnedFd)>>,
+    pub(crate) cgroups: BTreeMap<String, keel_kernel::cgroup::UnitCgroup>,
+    /// Units a `keel restart` stopped, to start once they are down.
+    pub(crate) restart_pending: std::collections::BTreeSet<String>,
     boot_reported: bool,
     stopping: Option<Request>,
 }
@@ -137,6 +190,7 @@ pub fn policy_of(u: &Unit) -> Policy {
         start_burst: u.start_limit.burst,
         start_interval: u.start_limit.interval,
         ready_timeout: u.ready_timeout,
+        ready_probe: u.ready.is_some(),
         stop_signal: u.stop_signal.number(),
         stop_timeout: u.stop_timeout,
     }
@@ -191,6 +245,19 @@ impl Supervisor {
             }
             None => None,
         };
+        let control = match &config.control_socket {
+            Some(path) => {
+                let l = crate::control::bind(path).map_err(|source| SetupError::ControlSocket {
+                    path: path.clone(),
+                    source,
+                })?;
+                epoll
+                    .add(l.as_raw_fd(), TOKEN_CONTROL)
+                    .map_err(SetupError::Epoll)?;
+                Some(l)
+            }
+            None => None,
+        };
         let policies = units
             .iter()
             .map(|(n, u)| (n.clone(), policy_of(u)))
@@ -202,6 +269,10 @@ impl Supervisor {
         let waits = units
             .keys()
             .map(|n| (n.clone(), waits_of(&units, n)))
+            .collect();
+        let logs = units
+            .keys()
+            .map(|n| (n.clone(), crate::logs::UnitLog::new(n)))
             .collect();
         Ok(Supervisor {
             config,
@@ -217,6 +288,17 @@ impl Supervisor {
             notify,
             status: BTreeMap::new(),
             timeline: Timeline::default(),
+            changed: BTreeMap::new(),
+            logs,
+            log_pipes: HashMap::new(),
+            next_id: 0,
+            control,
+            conns: HashMap::new(),
+            followers: Vec::new(),
+            probes: crate::readiness::Probes::default(),
+            fdstore: BTreeMap::new(),
+            cgroups: BTreeMap::new(),
+            restart_pending: std::collections::BTreeSet::new(),
             boot_reported: false,
             stopping: None,
         })
@@ -242,6 +324,7 @@ impl Supervisor {
                     .values()
                     .all(|s| s.state.pid().is_none() && s.state != State::Backoff)
                 {
+                    self.drain_logs();
                     return req;
                 }
             }
@@ -258,6 +341,13 @@ impl Supervisor {
                     TOKEN_SIGNAL => self.on_signals(host),
                     TOKEN_TIMER => self.on_timer(),
                     TOKEN_NOTIFY => self.on_notify(),
+                    TOKEN_CONTROL => self.on_accept(),
+                    t if t & TOKEN_LOG != 0 => self.on_log(t & !TOKEN_LOG, r.hangup),
+                    t if t & TOKEN_CONN != 0 => {
+                        if let Some(req) = self.on_conn(t & !TOKEN_CONN, host) {
+                            self.request_stop(req);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -271,7 +361,7 @@ impl Supervisor {
         }
     }
 
-    fn feed(&mut self, name: &str, event: Event) {
+    pub(crate) fn feed(&mut self, name: &str, event: Event) {
         let now = boottime();
         let (Some(service), Some(policy)) = (self.services.get_mut(name), self.policies.get(name))
         else {
@@ -289,13 +379,18 @@ impl Supervisor {
             for mark in transition_marks(&before, &after, delay) {
                 self.timeline.push(now, name, mark);
             }
+            self.changed.insert(name.to_string(), now);
         }
         for a in actions {
             self.act(name, a);
         }
+        if before.name() != after.name() {
+            self.on_state_change(name, &before, &after, now);
+            self.continue_restart(name);
+        }
     }
 
-    fn act(&mut self, name: &str, action: Action) {
+    pub(crate) fn act(&mut self, name: &str, action: Action) {
         match action {
             Action::Spawn => {
                 self.timeline.push(boottime(), name, Mark::Started);
@@ -308,28 +403,12 @@ impl Supervisor {
                     Err(error) => self.feed(name, Event::SpawnFailed { error }),
                 }
             }
-            Action::Signal { pid, signal } => {
-                let group = matches!(
-                    self.units.get(name).map(|u| u.kill_mode),
-                    Some(keel_units::KillMode::Cgroup)
-                );
-                // A service runs in its own session (setsid), so its process
-                // group holds what it forked that did not leave it.
-                let target = if group { -pid } else { pid };
-                if let Err(e) = process::kill(target, signal) {
-                    if e.raw_os_error() != Some(libc::ESRCH) {
-                        log::warn!("{name}: cannot send {}: {e}", signal::name(signal));
-                    }
-                    if group {
-                        let _ = process::kill(pid, signal);
-                    }
-                }
-            }
+            Action::Signal { pid, signal } => self.signal_unit(name, pid, signal),
             Action::SetTimer(at) => {
-                self.timers.insert(name.to_string(), at);
+                self.timers.insert((name.to_string(), TimerKind::State), at);
             }
             Action::ClearTimer => {
-                self.timers.remove(name);
+                self.timers.remove(&(name.to_string(), TimerKind::State));
             }
             Action::Log { error, message } => {
                 if error {
@@ -341,59 +420,28 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, name: &str) -> Result<i32, String> {
-        let unit = self
-            .units
-            .get(name)
-            .ok_or_else(|| "unknown unit".to_string())?;
-        let mut cmd = Command::new(&unit.exec).map_err(|e| e.to_string())?;
-        cmd.env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .map_err(|e| e.to_string())?;
-        if unit.kind == keel_units::ServiceType::Notify {
-            if let Some(path) = &self.config.notify_socket {
-                cmd.env("NOTIFY_SOCKET", &path.to_string_lossy())
-                    .map_err(|e| e.to_string())?;
+    /// Sends `signal` to a unit: its whole cgroup (kill-mode = "cgroup"),
+    /// or its process group where there are no cgroups, or only its main
+    /// process (kill-mode = "process").
+    pub(crate) fn signal_unit(&mut self, name: &str, pid: i32, signal: i32) {
+        let whole = matches!(
+            self.units.get(name).map(|u| u.kill_mode),
+            Some(keel_units::KillMode::Cgroup)
+        );
+        if whole {
+            if let Some(cg) = self.cgroups.get(name) {
+                cg.signal_all(signal);
+            } else {
+                // A service runs in its own session (setsid): its process
+                // group holds what it forked that did not leave it.
+                let _ = process::kill(-pid, signal);
             }
         }
-        for (k, v) in &unit.environment {
-            cmd.env(k, v).map_err(|e| e.to_string())?;
-        }
-        if let Some(dir) = &unit.working_directory {
-            cmd.cwd(&dir.to_string_lossy()).map_err(|e| e.to_string())?;
-        }
-        if let Some(mask) = unit.umask {
-            cmd.umask(mask);
-        }
-        if let Some(n) = unit.limits.nofile {
-            cmd.rlimit(process::Resource::NoFile, n);
-        }
-        if let Some(user) = &unit.user {
-            let user = ident_str(user);
-            let (uid, mut gid) =
-                creds::lookup_user(&self.config.passwd, &user).map_err(|e| e.to_string())?;
-            if let Some(g) = &unit.group {
-                gid = creds::lookup_group(&self.config.group, &ident_str(g))
-                    .map_err(|e| e.to_string())?;
+        if let Err(e) = process::kill(pid, signal) {
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                log::warn!("{name}: cannot send {}: {e}", signal::name(signal));
             }
-            let mut groups = creds::member_groups(&self.config.group, &user);
-            for g in &unit.supplementary_groups {
-                groups.push(
-                    creds::lookup_group(&self.config.group, &ident_str(g))
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            cmd.user(uid, gid, groups);
         }
-        let exe = unit.exec.first().map(String::as_str).unwrap_or("");
-        cmd.spawn().map_err(|e| match e {
-            process::SpawnError::Child { stage, source } => {
-                format!("{stage} failed for {exe}: {source}")
-            }
-            other => format!("{other} (starting {exe})"),
-        })
     }
 
     fn start_what_can_start(&mut self) {
@@ -547,7 +595,11 @@ impl Supervisor {
                             },
                         );
                     }
-                    None => log::debug!("reaped orphan {pid} ({status})"),
+                    None => {
+                        if !self.probe_exited(pid, status.success(), &status.to_string()) {
+                            log::debug!("reaped orphan {pid} ({status})");
+                        }
+                    }
                 },
                 Ok(None) => break,
                 Err(e) => {
@@ -555,69 +607,6 @@ impl Supervisor {
                     break;
                 }
             }
-        }
-    }
-
-    /// The unit whose process `pid` is, or descends from.
-    fn owner_of(&self, pid: i32) -> Option<String> {
-        let mut p = pid;
-        for _ in 0..32 {
-            if let Some(name) = self.pids.get(&p) {
-                return Some(name.clone());
-            }
-            let stat =
-                std::fs::read_to_string(self.config.proc.join(p.to_string()).join("stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 1..];
-            p = rest.split_whitespace().nth(1)?.parse().ok()?;
-            if p <= 1 {
-                return None;
-            }
-        }
-        None
-    }
-
-    fn on_notify(&mut self) {
-        loop {
-            let dgram = match self.notify.as_ref().map(NotifySocket::recv) {
-                Some(Ok(Some(d))) => d,
-                Some(Ok(None)) | None => break,
-                Some(Err(e)) => {
-                    log::warn!("cannot read the notify socket: {e}");
-                    break;
-                }
-            };
-            let Some(cred) = dgram.cred else {
-                log::debug!("ignoring a notify message without credentials");
-                continue;
-            };
-            let Some(name) = self.owner_of(cred.pid) else {
-                log::debug!(
-                    "ignoring a notify message from pid {} (no unit's process)",
-                    cred.pid
-                );
-                continue;
-            };
-            let msg = notify::parse(&dgram.data);
-            if let Some(s) = &msg.status {
-                self.status.insert(name.clone(), s.clone());
-            }
-            if let Some(pid) = msg.main_pid {
-                let old = self.services.get(&name).and_then(|s| s.state.pid());
-                if let Some(old) = old {
-                    self.pids.remove(&old);
-                }
-                self.pids.insert(pid, name.clone());
-                self.feed(&name, Event::MainPid { pid });
-            }
-            if let Some(d) = msg.extend_timeout {
-                self.feed(&name, Event::ExtendTimeout(d));
-            }
-            if msg.ready {
-                log::debug!("{name}: READY=1 from pid {}", cred.pid);
-                self.feed(&name, Event::Ready);
-            }
-            // BARRIER=1: dropping the datagram closes its fds, which is
-            // what the sender waits for.
         }
     }
 
@@ -634,15 +623,19 @@ impl Supervisor {
     fn on_timer(&mut self) {
         self.timer.drain();
         let now = boottime();
-        let due: Vec<String> = self
+        let due: Vec<(String, TimerKind)> = self
             .timers
             .iter()
             .filter(|(_, at)| **at <= now)
-            .map(|(n, _)| n.clone())
+            .map(|(k, _)| k.clone())
             .collect();
-        for name in due {
-            self.timers.remove(&name);
-            self.feed(&name, Event::Timer);
+        for key in due {
+            self.timers.remove(&key);
+            let (name, kind) = key;
+            match kind {
+                TimerKind::State => self.feed(&name, Event::Timer),
+                other => self.on_check_timer(&name, other),
+            }
         }
     }
 }
@@ -662,13 +655,6 @@ fn transition_marks(before: &State, after: &State, delay: Option<Duration>) -> V
         }],
         (_, State::Stopping { .. }) => vec![Mark::Stopping],
         _ => vec![],
-    }
-}
-
-fn ident_str(i: &keel_units::Ident) -> String {
-    match i {
-        keel_units::Ident::Name(n) => n.clone(),
-        keel_units::Ident::Id(id) => id.to_string(),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Policy {
     pub start_burst: u32,
     pub start_interval: Duration,
     pub ready_timeout: Option<Duration>,
+    /// Ready only once a probe passes (for simple units too).
+    pub ready_probe: bool,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
 }
@@ -48,8 +50,15 @@ pub enum State {
     Starting { pid: i32 },
     /// Running and ready.
     Ready { pid: i32 },
-    /// Sent its stop signal; waiting for it to exit.
-    Stopping { pid: i32, killed: bool },
+    /// Reloading (a notify service until it says READY=1 again).
+    Reloading { pid: i32 },
+    /// Sent its stop signal; waiting for it to exit. `restart`: it was
+    /// killed for failing its health check or watchdog, and comes back.
+    Stopping {
+        pid: i32,
+        killed: bool,
+        restart: bool,
+    },
     /// Exited and stays down: a finished oneshot, or a stopped service.
     Exited { status: Option<String> },
     /// Waiting out the restart delay.
@@ -67,6 +76,7 @@ impl State {
             State::Inactive => "inactive",
             State::Starting { .. } => "starting",
             State::Ready { .. } => "ready",
+            State::Reloading { .. } => "reloading",
             State::Stopping { .. } => "stopping",
             State::Exited { .. } => "exited",
             State::Backoff => "backoff",
@@ -78,16 +88,20 @@ impl State {
     /// The main process, while there is one.
     pub fn pid(&self) -> Option<i32> {
         match *self {
-            State::Starting { pid } | State::Ready { pid } | State::Stopping { pid, .. } => {
-                Some(pid)
-            }
+            State::Starting { pid }
+            | State::Ready { pid }
+            | State::Reloading { pid }
+            | State::Stopping { pid, .. } => Some(pid),
             _ => None,
         }
     }
 
     /// Whether dependents may start: ready, or a oneshot that finished well.
     pub fn satisfies(&self) -> bool {
-        matches!(self, State::Ready { .. } | State::Exited { .. })
+        matches!(
+            self,
+            State::Ready { .. } | State::Reloading { .. } | State::Exited { .. }
+        )
     }
 
     /// Whether the service has given up (dependents that require it fail).
@@ -125,6 +139,13 @@ pub enum Event {
     },
     /// Stop it (`keel stop`, shutdown).
     Stop,
+    /// `keel reload`: SIGHUP, and for a notify service wait for READY=1.
+    Reload,
+    /// The service said RELOADING=1.
+    ReloadingNotified,
+    /// Its health check or watchdog failed: kill it with `signal` and
+    /// restart it.
+    Kill { signal: i32, reason: String },
     /// A dependency it requires failed.
     DependencyFailed { dependency: String },
     /// Its timer (ready-timeout, stop-timeout, restart delay) fired.
@@ -201,7 +222,7 @@ impl Service {
             }
             (_, Event::Spawned { pid }) => {
                 self.since = now;
-                if p.kind == Kind::Simple {
+                if p.kind == Kind::Simple && !p.ready_probe {
                     self.state = Ready { pid };
                 } else {
                     self.state = Starting { pid };
@@ -227,6 +248,44 @@ impl Service {
                     self.state = Ready { pid };
                     out.push(Action::ClearTimer);
                 }
+            }
+            (Reloading { pid }, Event::Ready) => {
+                self.state = Ready { pid: *pid };
+                out.push(Action::ClearTimer);
+            }
+            (Ready { pid }, Event::Reload) => {
+                let pid = *pid;
+                out.push(Action::Signal {
+                    pid,
+                    signal: libc::SIGHUP,
+                });
+                if p.kind == Kind::Notify {
+                    self.state = Reloading { pid };
+                    if let Some(t) = p.ready_timeout {
+                        out.push(Action::SetTimer(now + t));
+                    }
+                }
+            }
+            (Ready { pid }, Event::ReloadingNotified) => {
+                self.state = Reloading { pid: *pid };
+            }
+            (Reloading { pid }, Event::Timer) => {
+                let pid = *pid;
+                self.kill_for_restart(
+                    p,
+                    now,
+                    pid,
+                    libc::SIGKILL,
+                    "did not finish reloading within its ready-timeout".into(),
+                    &mut out,
+                );
+            }
+            (
+                Starting { pid } | Ready { pid } | Reloading { pid },
+                Event::Kill { signal, reason },
+            ) => {
+                let pid = *pid;
+                self.kill_for_restart(p, now, pid, signal, reason, &mut out);
             }
             (Starting { .. }, Event::MainPid { pid }) => self.state = Starting { pid },
             (Ready { .. }, Event::MainPid { pid }) => self.state = Ready { pid },
@@ -263,7 +322,7 @@ impl Service {
             ) if *pid == dead => {
                 self.last_exit = Some(status.clone());
                 out.push(Action::ClearTimer);
-                let was_ready = matches!(self.state, Ready { .. });
+                let was_ready = matches!(self.state, Ready { .. } | Reloading { .. });
                 if p.kind == Kind::Oneshot && success {
                     self.state = Exited {
                         status: Some(status),
@@ -285,21 +344,47 @@ impl Service {
             (Failed { .. }, Event::Exited { .. }) => {
                 // The process killed after a ready-timeout: already failed.
             }
-            (Starting { pid } | Ready { pid }, Event::Stop) => {
+            (Starting { pid } | Ready { pid } | Reloading { pid }, Event::Stop) => {
                 let pid = *pid;
                 out.push(Action::Signal {
                     pid,
                     signal: p.stop_signal,
                 });
                 out.push(Action::SetTimer(now + p.stop_timeout));
-                self.state = Stopping { pid, killed: false };
+                self.state = Stopping {
+                    pid,
+                    killed: false,
+                    restart: false,
+                };
+            }
+            (
+                Stopping {
+                    pid,
+                    restart: true,
+                    killed,
+                },
+                Event::Stop,
+            ) => {
+                // A stop while it is being killed for a restart: no restart.
+                self.state = Stopping {
+                    pid: *pid,
+                    killed: *killed,
+                    restart: false,
+                };
             }
             (Backoff | Inactive, Event::Stop) => {
                 out.push(Action::ClearTimer);
                 self.state = Exited { status: None };
             }
-            (Stopping { pid, killed: false }, Event::Timer) => {
-                let pid = *pid;
+            (
+                Stopping {
+                    pid,
+                    killed: false,
+                    restart,
+                },
+                Event::Timer,
+            ) => {
+                let (pid, restart) = (*pid, *restart);
                 out.push(Action::Log {
                     error: true,
                     message: format!(
@@ -312,19 +397,28 @@ impl Service {
                     signal: libc::SIGKILL,
                 });
                 out.push(Action::SetTimer(now + p.stop_timeout));
-                self.state = Stopping { pid, killed: true };
+                self.state = Stopping {
+                    pid,
+                    killed: true,
+                    restart,
+                };
             }
             (
-                Stopping { pid, .. },
+                Stopping { pid, restart, .. },
                 Event::Exited {
                     pid: dead, status, ..
                 },
             ) if *pid == dead => {
                 out.push(Action::ClearTimer);
                 self.last_exit = Some(status.clone());
-                self.state = Exited {
-                    status: Some(status),
-                };
+                if *restart {
+                    let reason = format!("killed ({status})");
+                    self.failed_run_forced(p, now, reason, &mut out);
+                } else {
+                    self.state = Exited {
+                        status: Some(status),
+                    };
+                }
             }
             (Inactive | Backoff, Event::DependencyFailed { dependency }) => {
                 out.push(Action::ClearTimer);
@@ -337,12 +431,59 @@ impl Service {
         out
     }
 
+    /// Kills the main process because it failed a check; it restarts once
+    /// it exited.
+    fn kill_for_restart(
+        &mut self,
+        p: &Policy,
+        now: Duration,
+        pid: i32,
+        signal: i32,
+        reason: String,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Log {
+            error: true,
+            message: format!("{reason}; sending {}", keel_kernel::signal::name(signal)),
+        });
+        out.push(Action::Signal { pid, signal });
+        out.push(Action::SetTimer(now + p.stop_timeout));
+        self.state = State::Stopping {
+            pid,
+            killed: signal == libc::SIGKILL,
+            restart: true,
+        };
+    }
+
     /// A run ended badly: restart with backoff, give up, or crash-loop.
     fn failed_run(&mut self, p: &Policy, now: Duration, reason: String, out: &mut Vec<Action>) {
         let wants_restart = match p.restart {
             RestartPolicy::Never => false,
             RestartPolicy::OnFailure | RestartPolicy::Always => true,
         };
+        self.restart_or_give_up(p, now, reason, wants_restart, out);
+    }
+
+    /// Like `failed_run`, but a killed-for-a-check service restarts even
+    /// with restart=never: that is what the check is for.
+    fn failed_run_forced(
+        &mut self,
+        p: &Policy,
+        now: Duration,
+        reason: String,
+        out: &mut Vec<Action>,
+    ) {
+        self.restart_or_give_up(p, now, reason, true, out);
+    }
+
+    fn restart_or_give_up(
+        &mut self,
+        p: &Policy,
+        now: Duration,
+        reason: String,
+        wants_restart: bool,
+        out: &mut Vec<Action>,
+    ) {
         if !wants_restart {
             out.push(Action::Log {
                 error: true,

@@ -14,6 +14,7 @@ fn policy(kind: Kind, restart: RestartPolicy) -> Policy {
         start_burst: 3,
         start_interval: Duration::from_secs(10),
         ready_timeout: Some(Duration::from_secs(5)),
+        ready_probe: false,
         stop_signal: libc::SIGTERM,
         stop_timeout: Duration::from_secs(2),
     }
@@ -69,6 +70,17 @@ fn transitions() {
         Case {
             name: "notify waits for READY=1 under a ready-timeout",
             policy: policy(Notify, Never),
+            state: State::Inactive,
+            event: Event::Spawned { pid: 10 },
+            want_state: State::Starting { pid: 10 },
+            want_actions: vec![Action::SetTimer(NOW + Duration::from_secs(5))],
+        },
+        Case {
+            name: "a simple service with a ready probe waits for it",
+            policy: Policy {
+                ready_probe: true,
+                ..policy(Simple, Never)
+            },
             state: State::Inactive,
             event: Event::Spawned { pid: 10 },
             want_state: State::Starting { pid: 10 },
@@ -195,6 +207,7 @@ fn transitions() {
             want_state: State::Stopping {
                 pid: 10,
                 killed: false,
+                restart: false,
             },
             want_actions: vec![
                 Action::Signal {
@@ -210,11 +223,13 @@ fn transitions() {
             state: State::Stopping {
                 pid: 10,
                 killed: false,
+                restart: false,
             },
             event: Event::Timer,
             want_state: State::Stopping {
                 pid: 10,
                 killed: true,
+                restart: false,
             },
             want_actions: vec![
                 Action::Signal {
@@ -230,6 +245,7 @@ fn transitions() {
             state: State::Stopping {
                 pid: 10,
                 killed: false,
+                restart: false,
             },
             event: Event::Exited {
                 pid: 10,
@@ -260,6 +276,92 @@ fn transitions() {
                 reason: "required unit etcd failed".into(),
             },
             want_actions: vec![Action::ClearTimer],
+        },
+        Case {
+            name: "reload of a notify service waits for READY=1",
+            policy: policy(Notify, Always),
+            state: State::Ready { pid: 10 },
+            event: Event::Reload,
+            want_state: State::Reloading { pid: 10 },
+            want_actions: vec![
+                Action::Signal {
+                    pid: 10,
+                    signal: libc::SIGHUP,
+                },
+                Action::SetTimer(NOW + Duration::from_secs(5)),
+            ],
+        },
+        Case {
+            name: "reload of a simple service only signals",
+            policy: policy(Simple, Always),
+            state: State::Ready { pid: 10 },
+            event: Event::Reload,
+            want_state: State::Ready { pid: 10 },
+            want_actions: vec![Action::Signal {
+                pid: 10,
+                signal: libc::SIGHUP,
+            }],
+        },
+        Case {
+            name: "READY=1 ends a reload",
+            policy: policy(Notify, Always),
+            state: State::Reloading { pid: 10 },
+            event: Event::Ready,
+            want_state: State::Ready { pid: 10 },
+            want_actions: vec![Action::ClearTimer],
+        },
+        Case {
+            name: "a failed health check kills for a restart",
+            policy: policy(Simple, Never),
+            state: State::Ready { pid: 10 },
+            event: Event::Kill {
+                signal: libc::SIGTERM,
+                reason: "health check failed 3 times".into(),
+            },
+            want_state: State::Stopping {
+                pid: 10,
+                killed: false,
+                restart: true,
+            },
+            want_actions: vec![
+                Action::Signal {
+                    pid: 10,
+                    signal: libc::SIGTERM,
+                },
+                Action::SetTimer(NOW + Duration::from_secs(2)),
+            ],
+        },
+        Case {
+            name: "killed for a check, it restarts even with restart=never",
+            policy: policy(Simple, Never),
+            state: State::Stopping {
+                pid: 10,
+                killed: false,
+                restart: true,
+            },
+            event: Event::Exited {
+                pid: 10,
+                success: false,
+                status: "killed by SIGABRT".into(),
+            },
+            want_state: State::Backoff,
+            want_actions: vec![Action::ClearTimer, Action::SetTimer(NOW + 100 * MS)],
+        },
+        Case {
+            name: "a stop during a check-kill cancels the restart",
+            policy: policy(Simple, Always),
+            state: State::Stopping {
+                pid: 10,
+                killed: false,
+                restart: true,
+            },
+            event: Event::Stop,
+            want_state: State::Stopping {
+                pid: 10,
+                killed: false,
+                restart: false,
+            },
+            want_actions: vec![],
         },
         Case {
             name: "a running unit ignores a stray start",
@@ -351,7 +453,8 @@ fn state_predicates() {
     assert_eq!(
         State::Stopping {
             pid: 3,
-            killed: true
+            killed: true,
+            restart: false,
         }
         .pid(),
         Some(3)
