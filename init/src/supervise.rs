@@ -143,10 +143,7 @@ pub fn main(args: &[String]) -> u8 {
         }
     };
     let Request::Stop(_) = sup.run(&mut host);
-    let failed = host.failed
-        || sup
-            .states()
-            .any(|(_, s)| matches!(s, keel_supervisor::service::State::Failed { .. }));
+    let failed = host.failed || sup.states().any(|(_, s)| s.is_failed());
     log::info!("all units stopped");
     crate::boot::cleanup_subreaper_cgroup();
     for sock in ["notify", "control.sock"] {
