@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! keel-image initramfs MANIFEST -o FILE [--keel PATH]
+//! keel-image rootfs MANIFEST -o FILE [--keel PATH]
+//! keel-image disk MANIFEST -o FILE [--keel PATH]
 //! keel-image boot MANIFEST [--timeout SECS] [--keel PATH] [--append ARGS] [--initramfs FILE]
-//!                          [--machine M] [--cpu C] [--qemu-arg ARG]...
+//!                          [--disk FILE] [--machine M] [--cpu C] [--qemu-arg ARG]...
+//!                          [--profile DIR] [--repeat N]
 //! ```
 //!
 //! Exit status: 0 success; 1 the boot failed (the reason is printed on one
@@ -22,8 +25,21 @@ use keel_image::qemu::{self, BootConfig};
 
 const USAGE: &str = "usage:
   keel-image initramfs MANIFEST -o FILE [--keel PATH]
+  keel-image rootfs MANIFEST -o FILE [--keel PATH]     the [rootfs] tree as an erofs image
+  keel-image disk MANIFEST -o FILE [--keel PATH]       GPT disk: KEEL-A, KEEL-B, KEEL-STATE
   keel-image boot MANIFEST [--timeout SECS] [--keel PATH] [--append ARGS] [--initramfs FILE]
-                           [--machine M] [--cpu C] [--qemu-arg ARG]...
+                           [--disk FILE] [--machine M] [--cpu C] [--qemu-arg ARG]...
+                           [--profile DIR] [--repeat N]
+
+--profile DIR boots with keel.report=console, takes the boot record off the
+console and writes it to DIR with `keel analyze`'s time, blame,
+critical-chain, SVG plot and trace (made by the --keel binary, which runs on
+the host too); --repeat N boots N times and prints each phase's median, min
+and max (DIR/1, DIR/2, ... with --profile).
+
+A manifest with a [disk] section boots from its disk, attached as virtio-blk:
+a fresh one in a temporary directory, or --disk FILE (built there first if
+FILE does not exist, so that state persists from one boot to the next).
 
 --append adds to the manifest's kernel command line; --machine and --cpu
 override the QEMU machine type (default q35) and CPU model (default qemu64);
@@ -43,6 +59,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("initramfs") => Options::parse(&args[1..]).and_then(|o| initramfs(&o)),
+        Some("rootfs") => Options::parse(&args[1..]).and_then(|o| rootfs(&o)),
+        Some("disk") => Options::parse(&args[1..]).and_then(|o| disk(&o)),
         Some("boot") => Options::parse(&args[1..]).and_then(|o| boot(&o)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -76,9 +94,12 @@ struct Options {
     timeout: Option<u64>,
     append: Vec<String>,
     initramfs: Option<PathBuf>,
+    disk: Option<PathBuf>,
     machine: Option<String>,
     cpu: Option<String>,
     qemu_args: Vec<String>,
+    profile: Option<PathBuf>,
+    repeat: Option<usize>,
 }
 
 impl Options {
@@ -100,10 +121,19 @@ impl Options {
                 "-o" | "--output" => opts.output = Some(value()?.into()),
                 "--keel" => opts.keel = Some(value()?.into()),
                 "--initramfs" => opts.initramfs = Some(value()?.into()),
+                "--disk" => opts.disk = Some(value()?.into()),
                 "--append" => opts.append.push(value()?),
                 "--machine" => opts.machine = Some(value()?),
                 "--cpu" => opts.cpu = Some(value()?),
                 "--qemu-arg" => opts.qemu_args.push(value()?),
+                "--profile" => opts.profile = Some(value()?.into()),
+                "--repeat" => {
+                    let v = value()?;
+                    match v.parse() {
+                        Ok(n) if n > 0 => opts.repeat = Some(n),
+                        _ => return Err(Failure::Usage(format!("--repeat {v:?} is not a count"))),
+                    }
+                }
                 "--timeout" => {
                     let v = value()?;
                     let secs = v.parse().map_err(|_| {
@@ -170,6 +200,63 @@ fn initramfs(opts: &Options) -> Result<(), Failure> {
     write_initramfs(&opts.manifest()?, opts, output)
 }
 
+/// Only -o and --keel make sense for the image builders.
+fn builder_output<'a>(opts: &'a Options, what: &str) -> Result<&'a Path, Failure> {
+    if opts.timeout.is_some()
+        || opts.initramfs.is_some()
+        || opts.disk.is_some()
+        || !opts.append.is_empty()
+    {
+        return Err(Failure::Usage(
+            "--timeout, --append, --initramfs and --disk are for boot".into(),
+        ));
+    }
+    opts.output
+        .as_deref()
+        .ok_or_else(|| Failure::Usage(format!("{what} needs -o FILE")))
+}
+
+fn rootfs(opts: &Options) -> Result<(), Failure> {
+    let output = builder_output(opts, "rootfs")?;
+    let manifest = opts.manifest()?;
+    let keel = build::keel_path(opts.keel.as_deref());
+    let image = keel_image::rootfs::build_rootfs(&manifest, &keel)
+        .map_err(|e| Failure::Error(format!("{}: {e}", manifest.path.display())))?;
+    build::write_atomic(output, &image.bytes).map_err(error)?;
+    eprintln!(
+        "keel-image: wrote {}: erofs, {} bytes, UUID {}",
+        output.display(),
+        image.bytes.len(),
+        image.uuid
+    );
+    Ok(())
+}
+
+fn write_disk(manifest: &Manifest, opts: &Options, output: &Path) -> Result<(), Failure> {
+    let keel = build::keel_path(opts.keel.as_deref());
+    let built = keel_image::disk::build_disk(manifest, &keel, output)
+        .map_err(|e| Failure::Error(format!("{}: {e}", manifest.path.display())))?;
+    let parts: Vec<String> = built
+        .gpt
+        .partitions()
+        .map(|(n, p)| format!("{n} {} {} MiB", p.name, p.size() >> 20))
+        .collect();
+    eprintln!(
+        "keel-image: wrote {}: {} MiB GPT ({}), root image {} bytes (UUID {})",
+        output.display(),
+        built.size >> 20,
+        parts.join(", "),
+        built.root_bytes,
+        built.root_uuid
+    );
+    Ok(())
+}
+
+fn disk(opts: &Options) -> Result<(), Failure> {
+    let output = builder_output(opts, "disk")?;
+    write_disk(&opts.manifest()?, opts, output)
+}
+
 fn boot(opts: &Options) -> Result<(), Failure> {
     if opts.output.is_some() {
         return Err(Failure::Usage("boot does not take -o".into()));
@@ -196,6 +283,9 @@ fn boot(opts: &Options) -> Result<(), Failure> {
     for extra in &opts.append {
         cmdline = format!("{cmdline} {extra}");
     }
+    if opts.profile.is_some() || opts.repeat.is_some() {
+        cmdline += " keel.report=console";
+    }
     let mut config = BootConfig::new(kernel.image.clone(), initramfs, cmdline);
     config.echo = true;
     if let Some(machine) = &opts.machine {
@@ -205,6 +295,25 @@ fn boot(opts: &Options) -> Result<(), Failure> {
         config.cpu = cpu.clone();
     }
     config.extra_args = opts.qemu_args.iter().map(Into::into).collect();
+    if manifest.disk.is_some() || opts.disk.is_some() {
+        let path = match &opts.disk {
+            Some(path) if path.exists() => path.clone(),
+            Some(path) => {
+                write_disk(&manifest, opts, path)?;
+                path.clone()
+            }
+            None => {
+                let path = workdir.path().join("disk.img");
+                write_disk(&manifest, opts, &path)?;
+                path
+            }
+        };
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(&path);
+        drive.push(",if=virtio,format=raw");
+        config.extra_args.push("-drive".into());
+        config.extra_args.push(drive);
+    }
     if let Some(secs) = opts.timeout {
         config.timeout = Duration::from_secs(secs);
     }
@@ -212,6 +321,14 @@ fn boot(opts: &Options) -> Result<(), Failure> {
         "keel-image: booting {} (kernel {}) with a {:?} timeout",
         manifest.name, kernel.release, config.timeout
     );
+    if opts.profile.is_some() || opts.repeat.is_some() {
+        let keel = build::keel_path(opts.keel.as_deref());
+        let (dir, n) = (opts.profile.as_deref(), opts.repeat.unwrap_or(1));
+        return keel_image::profile::run(&config, &keel, dir, n).map_err(|e| match e {
+            e if e.is_boot_failure() => Failure::BootFailed(e.to_string()),
+            e => Failure::Error(e.to_string()),
+        });
+    }
     let outcome = qemu::boot(&config).map_err(error)?;
     let verdict = outcome.verdict();
     if !verdict.is_success() {

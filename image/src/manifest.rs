@@ -25,6 +25,17 @@
 //! [[initramfs.dirs]]
 //! dest = "/var/lib/data"
 //! mode = 0o700            # optional, default 0o755
+//!
+//! [rootfs]                # optional: a read-only root image (erofs)
+//! units = "disk/units"    # its *.toml go to /usr/lib/keel/units/
+//! [[rootfs.files]]        # and rootfs.symlinks, rootfs.dirs: as for the initramfs
+//! src = "/bin/busybox"
+//! dest = "/bin/busybox"
+//!
+//! [disk]                  # optional: a GPT disk with KEEL-A, KEEL-B, KEEL-STATE
+//! slot-mib = 64           # size of KEEL-A and of KEEL-B
+//! state-mib = 64          # size of KEEL-STATE (ext4, /var)
+//! slot-b = "empty"        # empty | copy (B holds the same root as A)
 //! ```
 //!
 //! Every table rejects unknown keys; errors name the manifest file (and, for
@@ -84,6 +95,12 @@ pub struct Manifest {
     /// What goes into the initramfs.
     #[serde(default)]
     pub initramfs: InitramfsSpec,
+    /// The read-only root image, if the image has one.
+    #[serde(default)]
+    pub rootfs: Option<RootfsSpec>,
+    /// The disk layout, if the image is a disk (needs `[rootfs]`).
+    #[serde(default)]
+    pub disk: Option<DiskSpec>,
     /// The manifest file (set by [`Manifest::load`] and [`Manifest::parse`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -155,6 +172,59 @@ pub struct InitramfsSpec {
     /// Extra directories to create.
     #[serde(default)]
     pub dirs: Vec<DirSpec>,
+}
+
+/// The `[rootfs]` table: the tree of the read-only root image. keel itself
+/// goes to `/usr/lib/keel/keel` and the mount points are always there.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RootfsSpec {
+    /// Directory whose `*.toml` files go to `/usr/lib/keel/units/`.
+    #[serde(default)]
+    pub units: Option<PathBuf>,
+    /// Host files to copy in.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Symbolic links to create.
+    #[serde(default)]
+    pub symlinks: Vec<SymlinkSpec>,
+    /// Extra directories to create.
+    #[serde(default)]
+    pub dirs: Vec<DirSpec>,
+}
+
+/// What slot B holds on a new disk.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlotB {
+    /// Nothing (zeros): the first update writes it.
+    #[default]
+    Empty,
+    /// The same root image as slot A.
+    Copy,
+}
+
+/// The `[disk]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiskSpec {
+    /// Size of each root slot (`KEEL-A`, `KEEL-B`) in MiB.
+    #[serde(default = "default_slot_mib")]
+    pub slot_mib: u64,
+    /// Size of `KEEL-STATE` in MiB.
+    #[serde(default = "default_state_mib")]
+    pub state_mib: u64,
+    /// What slot B holds.
+    #[serde(default)]
+    pub slot_b: SlotB,
+}
+
+fn default_slot_mib() -> u64 {
+    64
+}
+
+fn default_state_mib() -> u64 {
+    64
 }
 
 /// One `[[initramfs.files]]` entry.
@@ -275,6 +345,43 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(root) = &self.rootfs {
+            for (i, f) in root.files.iter().enumerate() {
+                if !f.dest.starts_with('/') || f.dest.split('/').any(|c| c == "..") {
+                    return Err(invalid(
+                        format!("rootfs.files[{i}].dest"),
+                        "must be an absolute path without ..",
+                    ));
+                }
+            }
+            for (i, l) in root.symlinks.iter().enumerate() {
+                if !l.dest.starts_with('/') || l.dest.split('/').any(|c| c == "..") {
+                    return Err(invalid(
+                        format!("rootfs.symlinks[{i}].dest"),
+                        "must be an absolute path without ..",
+                    ));
+                }
+            }
+            for (i, d) in root.dirs.iter().enumerate() {
+                if !d.dest.starts_with('/') || d.dest.split('/').any(|c| c == "..") {
+                    return Err(invalid(
+                        format!("rootfs.dirs[{i}].dest"),
+                        "must be an absolute path without ..",
+                    ));
+                }
+            }
+        }
+        if let Some(disk) = &self.disk {
+            if self.rootfs.is_none() {
+                return Err(invalid("disk".into(), "a disk needs a [rootfs] section"));
+            }
+            if disk.slot_mib == 0 || disk.state_mib < 8 {
+                return Err(invalid(
+                    "disk".into(),
+                    "slot-mib must be at least 1 and state-mib at least 8",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -370,6 +477,33 @@ dest = "/data"
                 if message.contains("relase")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn rootfs_and_disk_sections() {
+        let m = parse(
+            "name = \"d\"\n[rootfs]\nunits = \"u\"\n[[rootfs.files]]\nsrc = \"a\"\ndest = \"/a\"\n[disk]\nslot-mib = 32\nslot-b = \"copy\"",
+        )
+        .unwrap();
+        let disk = m.disk.unwrap();
+        assert_eq!(
+            (disk.slot_mib, disk.state_mib, disk.slot_b),
+            (32, 64, SlotB::Copy)
+        );
+        assert_eq!(m.rootfs.unwrap().files[0].dest, "/a");
+        assert!(parse("name = \"x\"").unwrap().disk.is_none());
+        match parse("name = \"d\"\n[disk]") {
+            Err(ManifestError::Invalid { field, .. }) => assert_eq!(field, "disk"),
+            other => panic!("{other:?}"),
+        }
+        match parse("name = \"d\"\n[rootfs]\n[[rootfs.dirs]]\ndest = \"/a/../b\"") {
+            Err(ManifestError::Invalid { field, .. }) => assert_eq!(field, "rootfs.dirs[0].dest"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("name = \"d\"\n[rootfs]\n[disk]\nslots = 3"),
+            Err(ManifestError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod notify;
 mod pid1;
 mod pid1_host;
 mod probe;
+mod stage1;
 mod supervise;
 
 use std::process::ExitCode;

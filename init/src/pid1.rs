@@ -1,7 +1,13 @@
-//! keel as PID 1: early mounts, logging, the command line, the supervisor,
-//! and the end of the machine (stage 3). PID 1 never exits: whatever goes
-//! wrong, including a panic, ends in the emergency action the command line
-//! names (`keel.emergency=reboot|poweroff|halt|shell`), after saying why.
+//! keel as PID 1: early mounts, logging, the command line, stage 1 (when
+//! `keel.root=` names a root: see `stage1`), the supervisor, and the end of
+//! the machine (stage 3). PID 1 never exits: whatever goes wrong, including a
+//! panic, ends in the emergency action the command line names
+//! (`keel.emergency=reboot|poweroff|halt|shell`), after saying why.
+//!
+//! Three ways in: the initramfs with `keel.root=` (stage 1, then exec the
+//! root's keel); the root's keel as stage 2 (`keel.stage=2`: everything is
+//! mounted, modules are loaded); and an initramfs-only system (no
+//! `keel.root=`: the units run from the initramfs, unikernel style).
 //!
 //! The same code runs as PID 1 of a PID namespace (tests): mounts that are
 //! already there are left alone, `keel.log=console` keeps the host's kmsg
@@ -15,20 +21,25 @@ use keel_kernel::kmsg::{self, LogConfig};
 use keel_kernel::mount::{self, Mount};
 use keel_kernel::power::{self, PowerAction};
 use keel_kernel::process;
-use keel_supervisor::{Request, Supervisor};
+use keel_supervisor::{Config, Request, Supervisor};
 use log::LevelFilter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long stage 3 waits for stray processes after SIGTERM.
 const FINAL_TERM_WAIT: Duration = Duration::from_secs(3);
+/// The whole of stage 3, from the stop request to reboot(2), unless
+/// `keel.shutdown-timeout=` says otherwise.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(90);
+/// Mounts stage 3 leaves alone: the kernel's own, and /run (tmpfs).
+const API_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 
 /// Entry point as PID 1. Never returns.
 pub fn main(started: Duration, args: &[String]) -> ! {
     let result = std::panic::catch_unwind(|| boot(started, args));
     let (cmdline, why) = match result {
         Ok((cmdline, action)) => {
-            final_stage(action);
+            final_stage(action, cmdline.get("keel.stage") == Some("2"));
             (cmdline, format!("{} failed", action.name()))
         }
         Err(panic) => {
@@ -52,7 +63,8 @@ fn read_cmdline(args: &[String]) -> Cmdline {
 }
 
 fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
-    let mount_errors = mount_api_filesystems();
+    let mut stage1_record = crate::stage1::phases::Record::default();
+    let mount_errors = mount_api_filesystems(&mut stage1_record);
     let cmdline = read_cmdline(args);
     let level = if cmdline.flag("keel.debug") {
         LevelFilter::Debug
@@ -76,8 +88,34 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     }
     let _ = std::env::set_current_dir("/");
 
+    let stage2 = cmdline.get("keel.stage") == Some("2");
+    if crate::stage1::wanted(&cmdline) {
+        if in_initramfs() {
+            let e = crate::stage1::run(&cmdline, stage1_record, started);
+            emergency(&cmdline, &format!("stage 1: {e}"));
+        }
+        log::info!("keel.root= given but / is not an initramfs: running as stage 2");
+    }
+    // Stage 2 reports the boot from stage 1's start: the kernel's share
+    // ends where keel's first instruction in the initramfs ran.
+    let started = match cmdline.get("keel.started-us").and_then(|v| v.parse().ok()) {
+        Some(us) if stage2 => Duration::from_micros(us),
+        _ => started,
+    };
+    if stage2 {
+        log::info!(
+            "stage 2: the root's keel, {} ms after stage 1 started",
+            boottime().saturating_sub(started).as_millis()
+        );
+        report_memory_returned();
+    }
+    if cmdline.get("keel.break") == Some("stage2") {
+        crate::stage1::debug_shell("stage2", "before the units start");
+    }
+
+    // Stage 1 loaded the modules; the root has no initramfs module tree.
     let mut module_problems = Vec::new();
-    if let Some(release) = crate::modules::running_release(Path::new("/proc")) {
+    if let (false, Some(release)) = (stage2, crate::modules::running_release(Path::new("/proc"))) {
         module_problems =
             crate::modules::load_requested(&cmdline, Path::new("/lib/modules"), &release);
     }
@@ -97,20 +135,101 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     if let Err(e) = std::fs::create_dir_all(runtime) {
         log::error!("cannot create {}: {e}", runtime.display());
     }
-    let mut sup = match Supervisor::new(crate::boot::pid1_config(runtime), loaded.units) {
+    let mut sup = match Supervisor::new(Config::in_runtime_dir(runtime), loaded.units) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start the supervisor: {e}");
             return (cmdline, PowerAction::Reboot);
         }
     };
-    let Request::Stop(code) = sup.run(&mut host);
+    let shutdown_timeout = cmdline
+        .get("keel.shutdown-timeout")
+        .and_then(crate::stage1::parse_duration)
+        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    let Request::Stop(code) = sup.run(&mut Bounded {
+        host: &mut host,
+        timeout: shutdown_timeout,
+        armed: false,
+    });
     let action = action_from_code(code);
     log::info!("all units stopped; {}", action.name());
     (cmdline, action)
 }
 
-fn mount_api_filesystems() -> Vec<String> {
+/// The supervisor's host, plus the bound on stage 3: the first stop
+/// request arms a timer thread that forces reboot(2) when
+/// `keel.shutdown-timeout=` passes, whatever is still stuck.
+struct Bounded<'a> {
+    host: &'a mut crate::pid1_host::Pid1,
+    timeout: Duration,
+    armed: bool,
+}
+
+impl Bounded<'_> {
+    fn arm(&mut self, request: Option<Request>) -> Option<Request> {
+        if let (Some(Request::Stop(code)), false) = (&request, self.armed) {
+            self.armed = true;
+            let (action, timeout) = (action_from_code(*code), self.timeout);
+            log::info!(
+                "stage 3: {} within {} ms (keel.shutdown-timeout)",
+                action.name(),
+                timeout.as_millis()
+            );
+            // The thread only sleeps and makes syscalls; the supervisor's
+            // fork/exec path stays async-signal-safe with it around.
+            std::thread::spawn(move || {
+                std::thread::sleep(timeout);
+                log::error!(
+                    "stage 3 did not finish within {} ms (keel.shutdown-timeout): forcing {}",
+                    timeout.as_millis(),
+                    action.name()
+                );
+                let e = power::reboot(action);
+                log::error!("reboot(2) failed: {e}");
+            });
+        }
+        request
+    }
+}
+
+impl keel_supervisor::Host for Bounded<'_> {
+    fn boot_complete(
+        &mut self,
+        report: &keel_supervisor::BootReport,
+        timeline: &keel_supervisor::timeline::Timeline,
+    ) -> Option<Request> {
+        let r = self.host.boot_complete(report, timeline);
+        self.arm(r)
+    }
+    fn signal(&mut self, info: &keel_kernel::signal::SignalInfo) -> Option<Request> {
+        let r = self.host.signal(info);
+        self.arm(r)
+    }
+    fn power(&mut self, action: &str) -> Option<Request> {
+        let r = self.host.power(action);
+        self.arm(r)
+    }
+}
+
+/// Logs what switch_root gave back, from stage 1's record and meminfo now.
+fn report_memory_returned() {
+    use crate::stage1::phases;
+    let record = std::fs::read_to_string(phases::PATH)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    if let Some(line) = record.and_then(|r| phases::memory_returned(&r, &phases::meminfo())) {
+        log::info!("{line}");
+    }
+}
+
+/// Whether / is the initramfs (rootfs: ramfs or tmpfs).
+fn in_initramfs() -> bool {
+    use keel_kernel::switch_root::{fs_magic, RAMFS_MAGIC, TMPFS_MAGIC};
+    matches!(fs_magic(Path::new("/")), Ok(m) if m == RAMFS_MAGIC || m == TMPFS_MAGIC)
+}
+
+/// Mounts what is not mounted yet, timing each into stage 1's record.
+fn mount_api_filesystems(record: &mut crate::stage1::phases::Record) -> Vec<String> {
     let mut errors = Vec::new();
     for (target, source, fstype, flags, data) in mount::api_filesystems(Path::new("/")) {
         let m = Mount {
@@ -120,16 +239,20 @@ fn mount_api_filesystems() -> Vec<String> {
             flags,
             data,
         };
-        if let Err(e) = mount::mount_once(&m) {
-            errors.push(e.to_string());
+        let start = boottime();
+        match mount::mount_once(&m) {
+            Ok(true) => record.push(format!("mount {}", target.display()), start, boottime()),
+            Ok(false) => {}
+            Err(e) => errors.push(e.to_string()),
         }
     }
     errors
 }
 
 /// Stage 3 after the units are down: TERM, then KILL, to everything left,
-/// sync, and reboot(2). Returns only if reboot(2) failed.
-fn final_stage(action: PowerAction) {
+/// sync, unmount what stage 1 mounted (read-only what stays busy), and
+/// reboot(2). Returns only if reboot(2) failed.
+fn final_stage(action: PowerAction, unmount: bool) {
     // Everything left is a descendant of PID 1 (orphans are re-parented
     // here), so "no children" means no process is left.
     let _ = process::kill(-1, libc::SIGTERM);
@@ -142,6 +265,9 @@ fn final_stage(action: PowerAction) {
         wait_for_children(FINAL_TERM_WAIT);
     }
     power::sync();
+    if unmount {
+        unmount_all();
+    }
     log::info!(
         "{}",
         match action {
@@ -152,6 +278,33 @@ fn final_stage(action: PowerAction) {
     );
     let e = power::reboot(action);
     log::error!("reboot(2) failed: {e}");
+}
+
+/// Unmounts everything but / and the API file systems, the most recent
+/// first; what stays busy is remounted read-only, and so is /. Only for a
+/// machine that came through stage 1: as PID 1 of a test's PID namespace,
+/// the mounts are the host's.
+fn unmount_all() {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = mount::parse_mountinfo(&text);
+    for target in mount::unmount_order(&mounts, &API_MOUNTS) {
+        match mount::umount(&target, 0) {
+            Ok(()) => log::info!("unmounted {}", target.display()),
+            Err(e) => match mount::remount_readonly(&target) {
+                Ok(()) => log::warn!("{e}; remounted {} read-only", target.display()),
+                Err(e2) => log::error!("{e}; and {e2}"),
+            },
+        }
+    }
+    let root_rw = mounts
+        .iter()
+        .any(|m| m.target == Path::new("/") && !m.read_only);
+    if root_rw && !in_initramfs() {
+        if let Err(e) = mount::remount_readonly(Path::new("/")) {
+            log::error!("{e}");
+        }
+    }
+    power::sync();
 }
 
 /// Reaps until no child is left or `limit` passed; true when none is left.

@@ -6,6 +6,7 @@
 //! or an error enum naming the step and the path. Paths such as `/proc` are
 //! parameters wherever a test may want to point them at a temporary tree.
 
+pub mod block;
 pub mod cgroup;
 pub mod clock;
 pub mod cmdline;
@@ -18,7 +19,9 @@ pub mod power;
 pub mod process;
 pub mod signal;
 pub mod socket;
+pub mod switch_root;
 pub mod timer;
+pub mod uevent;
 
 use std::io;
 

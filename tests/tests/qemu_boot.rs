@@ -134,3 +134,30 @@ fn requested_modules_are_loaded_with_their_dependencies() {
         "the driver found the disk:\n{c}"
     );
 }
+
+#[test]
+fn cgroup_limits_are_enforced_in_the_guest() {
+    let out = boot("tests/images/cgroups.toml");
+    let c = &out.console;
+    assert!(
+        c.contains("cgroup=0::/units/limited"),
+        "its own cgroup:\n{c}"
+    );
+    assert!(
+        c.contains("memory.max=33554432 pids.max=8 cpu.weight=50"),
+        "limits written:\n{c}"
+    );
+    assert!(
+        c.contains("can't fork") && c.contains("fork-refused"),
+        "pids.max stopped the fork bomb:\n{c}"
+    );
+    assert!(c.contains("limited: done"), "{c}");
+    assert!(
+        c.contains("daemon-procs=2"),
+        "the daemon and its escaped child:\n{c}"
+    );
+    assert!(
+        out.exited && out.fatal_line.is_none(),
+        "stop killed the whole cgroup and powered off:\n{c}"
+    );
+}
