@@ -178,3 +178,24 @@ fn sigterm_stops_the_units_and_reboots() {
         "reboot in a PID namespace ends init with SIGHUP: {status:?}\n{all}"
     );
 }
+
+/// A 500-process fork-and-exit storm with keel as PID 1: no zombie left.
+#[test]
+fn a_fork_storm_leaves_no_zombie_in_the_namespace() {
+    let t = TempDir::new("pidns-storm");
+    let units = t.path().join("units");
+    write_unit(
+        &units,
+        "storm",
+        "type = \"oneshot\"\nexec = [\"/bin/sh\", \"-c\", \"i=0; while [ $i -lt 500 ]; do (sleep 0.01 &) ; i=$((i+1)); done; echo storm-done\"]\n",
+    );
+    write_unit(
+        &units,
+        "count",
+        "type = \"oneshot\"\nafter = [\"storm\"]\nexec = [\"/bin/sh\", \"-c\", \"sleep 1; n=0; for f in /proc/[0-9]*/stat; do s=$(cut -d')' -f2 $f 2>/dev/null | cut -d' ' -f2); [ \\\"$s\\\" = Z ] && n=$((n+1)); done; echo zombies=$n\"]\n",
+    );
+    let out = unshare_keel(&units);
+    let all = out.all();
+    assert!(all.contains("storm-done"), "{all}");
+    assert!(all.contains("zombies=0"), "{all}");
+}

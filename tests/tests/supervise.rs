@@ -113,3 +113,65 @@ exec = ["/bin/sleep", "100"]
     assert!(all.contains("unit silent failed"), "{all}");
     assert!(all.contains("ready-timeout of 2s"), "{all}");
 }
+
+/// `systemd-notify --pid=` hands the main process over (MAINPID=): keel
+/// then follows the new pid.
+#[test]
+fn systemd_notify_pid_moves_the_main_process() {
+    let t = TempDir::new("supervise-mainpid");
+    let units = t.path().join("units");
+    write_unit(
+        &units,
+        "forker",
+        r#"
+type = "notify"
+exec = ["/bin/sh", "-c", "sleep 100 & echo child=$!; systemd-notify --ready --pid=$! --status=handed-over; exit 0"]
+"#,
+    );
+    let mut cmd = Command::new(keel_bin());
+    let run = t.path().join("run");
+    cmd.arg("supervise")
+        .arg("--units")
+        .arg(&units)
+        .arg("--runtime-dir")
+        .arg(&run);
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let control = run.join("control.sock");
+    let mut status = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        let out = run_with_timeout(
+            {
+                let mut c = Command::new(keel_bin());
+                c.args(["status", "forker", "--json", "--control"])
+                    .arg(&control);
+                c
+            },
+            Duration::from_secs(5),
+        );
+        status = out.stdout;
+        if status.contains("handed-over") && status.contains("\"state\":\"ready\"") {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    child.wait().unwrap();
+    assert!(status.contains("\"state\":\"ready\""), "{status}\n{err}");
+    let child_pid = err
+        .split("child=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        status.contains(&format!("\"pid\":{child_pid}")),
+        "the main pid is now the sleep: {status}"
+    );
+}
