@@ -297,10 +297,34 @@ impl Command {
             s
         });
 
-        // SAFETY: fork has no preconditions. The child below only calls
-        // async-signal-safe functions on memory prepared above, then execs
-        // or _exits; it never returns into Rust code.
-        let pid = unsafe { libc::fork() };
+        // Born in its cgroup (clone3 + CLONE_INTO_CGROUP) where the kernel
+        // can: migrating a running process into a cgroup waits for an RCU
+        // grace period, about a millisecond. Otherwise fork, and the child
+        // writes itself into cgroup.procs.
+        let cgroup_dir = self.cgroup_procs.as_ref().and_then(|p| {
+            let dir = p.to_bytes().strip_suffix(b"/cgroup.procs")?;
+            let dir = CString::new(dir).ok()?;
+            // SAFETY: a valid C string; the fd is new and ours.
+            let fd = unsafe {
+                libc::open(
+                    dir.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            (fd >= 0).then(|| crate::owned(fd))
+        });
+        let mut in_cgroup = false;
+        let mut pid = -1;
+        if let Some(dir) = &cgroup_dir {
+            pid = clone_into_cgroup(dir.as_raw_fd());
+            in_cgroup = pid >= 0;
+        }
+        if !in_cgroup {
+            // SAFETY: fork has no preconditions. The child below only calls
+            // async-signal-safe functions on memory prepared above, then
+            // execs or _exits; it never returns into Rust code.
+            pid = unsafe { libc::fork() };
+        }
         if pid < 0 {
             return Err(SpawnError::Fork(io::Error::last_os_error()));
         }
@@ -318,6 +342,7 @@ impl Command {
                         pid_buf: &mut listen_pid,
                         scratch: &mut scratch,
                     },
+                    in_cgroup,
                     wr.as_raw_fd(),
                 )
             }
@@ -355,6 +380,52 @@ fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
     got
 }
 
+/// clone3(CLONE_INTO_CGROUP): like fork, but the child starts in the
+/// cgroup whose directory is `cgroup`. Returns the pid (0 in the child), or
+/// -1 when the kernel cannot (older than 5.7, or the call is refused), in
+/// which case nothing was created.
+fn clone_into_cgroup(cgroup: RawFd) -> i32 {
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup as u64,
+    };
+    // SAFETY: without CLONE_VM this duplicates the process like fork; the
+    // struct is valid for the size passed. The child (return value 0) only
+    // makes raw async-signal-safe calls before exec, as after fork.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    i32::try_from(rc).unwrap_or(-1)
+}
+
 /// Buffers the child fills in for LISTEN_FDS.
 struct Listen<'a> {
     pid_buf: &'a mut [u8; 24],
@@ -376,6 +447,7 @@ unsafe fn child(
     rlimits: &[(u32, libc::rlimit)],
     oom: Option<&[u8]>,
     listen: Listen<'_>,
+    in_cgroup: bool,
     report: RawFd,
 ) -> ! {
     let fail = |stage: Stage| -> ! {
@@ -386,7 +458,7 @@ unsafe fn child(
         libc::write(report, buf.as_ptr().cast(), buf.len());
         libc::_exit(127)
     };
-    if let Some(procs) = &cmd.cgroup_procs {
+    if let Some(procs) = cmd.cgroup_procs.as_ref().filter(|_| !in_cgroup) {
         let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
             fail(Stage::Cgroup);
@@ -729,6 +801,39 @@ mod tests {
         let text = std::fs::read_to_string(dir.join("out")).unwrap();
         assert_eq!(text.trim(), "CapBnd:\t0000000000000401");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn children_are_born_in_their_cgroup() {
+        let Some(mount) =
+            crate::cgroup::cgroup2_mount(std::path::Path::new("/proc/self/mountinfo"))
+        else {
+            eprintln!("no cgroup2 mount here: nothing to test");
+            return;
+        };
+        let own = crate::cgroup::own_path(std::path::Path::new("/proc/self/cgroup")).unwrap();
+        let rel = format!(
+            "{}/keel-spawn-test-{}",
+            own.trim_end_matches('/'),
+            std::process::id()
+        );
+        let dir = mount.join(rel.trim_start_matches('/'));
+        if std::fs::create_dir(&dir).is_err() {
+            eprintln!("cgroup2 not writable here: nothing to test");
+            return;
+        }
+        let out_path = std::env::temp_dir().join(format!("keel-cg-{}", std::process::id()));
+        let out = std::fs::File::create(&out_path).unwrap();
+        let mut c = Command::new(&args(&["/bin/cat", "/proc/self/cgroup"])).unwrap();
+        c.stdout(Stdio::Fd(out.as_raw_fd()));
+        c.cgroup_procs(&dir.join("cgroup.procs").to_string_lossy())
+            .unwrap();
+        let pid = c.spawn().unwrap();
+        assert!(waitpid_blocking(pid).unwrap().success());
+        let text = std::fs::read_to_string(&out_path).unwrap();
+        assert!(text.contains(&format!("0::{rel}")), "{text}");
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::remove_file(&out_path).unwrap();
     }
 
     #[test]

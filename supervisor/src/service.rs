@@ -494,7 +494,10 @@ impl Service {
         }
         let window_start = now.saturating_sub(p.start_interval);
         self.starts.retain(|t| *t >= window_start);
-        if u32::try_from(self.starts.len()).unwrap_or(u32::MAX) >= p.start_burst {
+        // A burst of 0 means no start limit.
+        if p.start_burst > 0
+            && u32::try_from(self.starts.len()).unwrap_or(u32::MAX) >= p.start_burst
+        {
             let reason = format!(
                 "{reason}; start limit reached ({} starts within {}), not restarting",
                 p.start_burst,
