@@ -183,11 +183,9 @@ fn main() {
         ));
         // a{i} waits for b{i-1}: one readiness at a time, so each figure is
         // one READY=1 and one spawn, not a batch.
-        units.last_mut().map(|u: &mut (String, String)| {
-            if i > 0 {
-                u.1.push_str(&format!("after = [\"b{}\"]\n", i - 1));
-            }
-        });
+        if let (Some(u), true) = (units.last_mut(), i > 0) {
+            u.1.push_str(&format!("after = [\"b{}\"]\n", i - 1));
+        }
         units.push((
             format!("b{i}"),
             format!("requires = [\"a{i}\"]\nexec = [\"/bin/sleep\", \"1000\"]\n"),
