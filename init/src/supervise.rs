@@ -19,6 +19,7 @@ struct Options {
     units: Vec<PathBuf>,
     runtime_dir: Option<PathBuf>,
     log_dir: Option<PathBuf>,
+    control: Option<PathBuf>,
     exit_after_boot: bool,
     debug: bool,
 }
@@ -28,6 +29,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         units: Vec::new(),
         runtime_dir: None,
         log_dir: None,
+        control: None,
         exit_after_boot: false,
         debug: false,
     };
@@ -41,6 +43,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.runtime_dir = Some(PathBuf::from(
                     it.next().ok_or("--runtime-dir needs a directory")?,
                 ))
+            }
+            "--control" => {
+                o.control = Some(PathBuf::from(it.next().ok_or("--control needs a path")?))
             }
             "--log-dir" => {
                 o.log_dir = Some(PathBuf::from(
@@ -132,10 +137,11 @@ pub fn main(args: &[String]) -> u8 {
         );
         return exit::SYSTEM;
     }
-    let mut sup = match Supervisor::new(
-        crate::boot::subreaper_config(&runtime, o.log_dir.clone()),
-        loaded.units,
-    ) {
+    let mut config = crate::boot::subreaper_config(&runtime, o.log_dir.clone());
+    if let Some(c) = &o.control {
+        config.control_socket = Some(c.clone());
+    }
+    let mut sup = match Supervisor::new(config, loaded.units) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");
@@ -148,6 +154,9 @@ pub fn main(args: &[String]) -> u8 {
     crate::boot::cleanup_subreaper_cgroup();
     for sock in ["notify", "control.sock"] {
         let _ = std::fs::remove_file(runtime.join(sock));
+    }
+    if let Some(c) = &o.control {
+        let _ = std::fs::remove_file(c);
     }
     if o.runtime_dir.is_none() {
         let _ = std::fs::remove_dir(&runtime);

@@ -445,3 +445,30 @@ fn a_fork_storm_leaves_no_zombie() {
     let (code, out) = r.stop();
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn logs_follow_and_poweroff_over_the_control_socket() {
+    let r = Running::start(
+        "follow",
+        &[(
+            "ticker",
+            "exec = [\"/bin/sh\", \"-c\", \"i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done\"]\n",
+        )],
+    );
+    r.wait_for("tick 2", Duration::from_secs(10));
+    let mut cmd = Command::new(keel_bin());
+    cmd.args(["logs", "ticker", "-f", "--control"])
+        .arg(&r.control);
+    let out = run_with_timeout(cmd, Duration::from_millis(1500));
+    let ticks = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("tick "))
+        .count();
+    assert!(ticks >= 5, "followed lines keep coming:\n{}", out.all());
+    // poweroff over the control socket stops keel supervise in order.
+    let p = r.ctl(&["poweroff"]);
+    assert_eq!(p.code, Some(0), "{}", p.all());
+    r.wait_for("all units stopped", Duration::from_secs(10));
+    r.stop();
+}
