@@ -21,7 +21,7 @@ use keel_kernel::kmsg::{self, LogConfig};
 use keel_kernel::mount::{self, Mount};
 use keel_kernel::power::{self, PowerAction};
 use keel_kernel::process;
-use keel_supervisor::{Config, Request, Supervisor};
+use keel_supervisor::{Request, Supervisor};
 use log::LevelFilter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -135,7 +135,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     if let Err(e) = std::fs::create_dir_all(runtime) {
         log::error!("cannot create {}: {e}", runtime.display());
     }
-    let mut sup = match Supervisor::new(Config::in_runtime_dir(runtime), loaded.units) {
+    let mut sup = match Supervisor::new(crate::boot::pid1_config(runtime), loaded.units) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start the supervisor: {e}");
