@@ -19,6 +19,7 @@ pub mod bootline;
 pub mod cpio;
 pub mod gpt;
 pub mod modules;
+pub mod profile;
 
 #[cfg(feature = "host")]
 pub mod build;

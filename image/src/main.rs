@@ -283,7 +283,8 @@ fn boot(opts: &Options) -> Result<(), Failure> {
     for extra in &opts.append {
         cmdline = format!("{cmdline} {extra}");
     }
-    if opts.profile.is_some() || opts.repeat.is_some() {
+    if (opts.profile.is_some() || opts.repeat.is_some()) && !cmdline.contains("keel.report=console")
+    {
         cmdline += " keel.report=console";
     }
     let mut config = BootConfig::new(kernel.image.clone(), initramfs, cmdline);

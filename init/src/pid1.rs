@@ -130,6 +130,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
         started,
         problems: module_problems.into_iter().chain(loaded.problems).collect(),
         after_boot,
+        record: crate::record::collect::Recorder::start(&cmdline, &loaded.units),
     };
     let runtime = Path::new("/run/keel");
     if let Err(e) = std::fs::create_dir_all(runtime) {
@@ -152,6 +153,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
         armed: false,
     });
     let action = action_from_code(code);
+    host.record.shutdown(sup.timeline(), action.name());
     log::info!("all units stopped; {}", action.name());
     (cmdline, action)
 }

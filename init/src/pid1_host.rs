@@ -2,6 +2,7 @@
 //! boot record) at boot complete, and the power action a signal asks for.
 
 use crate::boot::degraded_suffix;
+use crate::record::collect::Recorder;
 use keel_kernel::kmsg;
 use keel_kernel::power::PowerAction;
 use keel_kernel::signal::SignalInfo;
@@ -13,6 +14,8 @@ pub struct Pid1 {
     pub started: Duration,
     pub problems: Vec<String>,
     pub after_boot: Option<PowerAction>,
+    /// The boot record (written at boot complete and again at shutdown).
+    pub record: Recorder,
 }
 
 pub fn code_of(action: PowerAction) -> i32 {
@@ -32,7 +35,7 @@ pub fn action_from_code(code: i32) -> PowerAction {
 }
 
 impl Host for Pid1 {
-    fn boot_complete(&mut self, report: &BootReport, _timeline: &Timeline) -> Option<Request> {
+    fn boot_complete(&mut self, report: &BootReport, timeline: &Timeline) -> Option<Request> {
         let total = report.at.as_millis();
         let kernel = self.started.as_millis();
         let user = total.saturating_sub(kernel);
@@ -40,6 +43,9 @@ impl Host for Pid1 {
         kmsg::announce(&format!(
             "boot complete in {total} ms (kernel {kernel} ms + userspace {user} ms){suffix}"
         ));
+        // After the boot line, so that writing the record is not counted.
+        self.record
+            .boot_complete(self.started, report, timeline, &self.problems);
         self.after_boot.map(|a| {
             log::info!("keel.after-boot={}: shutting down", a.name());
             Request::Stop(code_of(a))
