@@ -8,7 +8,6 @@
 
 #![forbid(unsafe_code)]
 
-mod analyze;
 mod boot;
 mod check;
 mod ctl;
@@ -17,7 +16,6 @@ mod notify;
 mod pid1;
 mod pid1_host;
 mod probe;
-mod record;
 mod stage1;
 mod supervise;
 
@@ -34,7 +32,7 @@ pub mod exit {
 const USAGE: &str = "usage: keel <command>
 
   keel supervise --units DIR [--control PATH] [--runtime-dir DIR] [--log-dir DIR]
-                         [--after-boot exit|stay]
+                         [--after-boot exit|stay] [--bless-after DURATION]
                          run DIR's units as a subreaper until SIGTERM/SIGINT
   keel check [--json] [DIR...]
                          check unit files; print diagnostics and the start order
@@ -58,7 +56,6 @@ fn main() -> ExitCode {
     let code = match args.get(1).map(String::as_str) {
         Some("supervise") => supervise::main(&args[2..]),
         Some("notify") => notify::main(&args[2..]),
-        Some("analyze") => analyze::main(&args[2..]),
         Some("probe") => probe::main(&args[2..]),
         Some(
             op @ ("status" | "start" | "stop" | "restart" | "reload" | "logs" | "poweroff"

@@ -20,6 +20,7 @@ struct Options {
     runtime_dir: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     control: Option<PathBuf>,
+    bless_grace: Option<std::time::Duration>,
     exit_after_boot: bool,
     debug: bool,
 }
@@ -30,6 +31,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         runtime_dir: None,
         log_dir: None,
         control: None,
+        bless_grace: None,
         exit_after_boot: false,
         debug: false,
     };
@@ -46,6 +48,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--control" => {
                 o.control = Some(PathBuf::from(it.next().ok_or("--control needs a path")?))
+            }
+            "--bless-after" => {
+                let v = it.next().ok_or("--bless-after needs a duration")?;
+                o.bless_grace = Some(
+                    keel_units::parse_duration(v).map_err(|e| format!("--bless-after {v}: {e}"))?,
+                );
             }
             "--log-dir" => {
                 o.log_dir = Some(PathBuf::from(
@@ -81,6 +89,13 @@ impl Host for Sub {
         self.failed = !report.failed.is_empty() || !self.problems.is_empty();
         kmsg::announce(&format!("units ready in {ms} ms{suffix}"));
         self.exit_after_boot.then_some(Request::Stop(0))
+    }
+
+    fn blessed(&mut self, at: Duration) {
+        kmsg::announce(&format!(
+            "boot blessed: every boot-critical unit healthy; {} ms after start",
+            at.saturating_sub(self.started).as_millis()
+        ));
     }
 
     fn power(&mut self, action: &str) -> Option<Request> {
@@ -141,6 +156,7 @@ pub fn main(args: &[String]) -> u8 {
     if let Some(c) = &o.control {
         config.control_socket = Some(c.clone());
     }
+    config.bless_grace = o.bless_grace;
     let mut sup = match Supervisor::new(config, loaded.units) {
         Ok(s) => s,
         Err(e) => {

@@ -46,6 +46,13 @@ pub(crate) struct Probes {
     watchdog: BTreeMap<String, Duration>,
 }
 
+impl Probes {
+    /// Whether `unit` has failed health checks not yet followed by a pass.
+    pub(crate) fn health_failing(&self, unit: &str) -> bool {
+        self.failures.get(unit).is_some_and(|n| *n > 0)
+    }
+}
+
 impl Supervisor {
     /// The unit whose process `pid` is: by its cgroup where units have
     /// cgroups, else by walking its parents up to a main process.

@@ -42,6 +42,10 @@ pub enum TimerKind {
     Watchdog,
     /// A running probe's time limit.
     ProbeTimeout,
+    /// The end of the blessing grace period (host-wide, unit "").
+    Bless,
+    /// The host's periodic tick (e.g. petting a hardware watchdog).
+    Tick,
 }
 
 /// Why the supervisor could not start its loop.
@@ -86,6 +90,14 @@ pub trait Host {
     fn signal(&mut self, info: &SignalInfo) -> Option<Request>;
     /// `keel poweroff|reboot|halt` over the control socket.
     fn power(&mut self, action: &str) -> Option<Request>;
+    /// Every boot-critical unit has been ready and healthy, without a
+    /// single state change, for the whole grace period (`Config::bless_grace`).
+    /// Called once.
+    fn blessed(&mut self, _at: Duration) {}
+    /// The periodic tick (`Config::tick`); return false to stop ticking.
+    fn tick(&mut self) -> bool {
+        false
+    }
 }
 
 /// Settings of the loop.
@@ -107,6 +119,12 @@ pub struct Config {
     pub probe_program: PathBuf,
     /// cgroup v2 for the units; `None`: process groups only.
     pub cgroups: Option<keel_kernel::cgroup::Cgroups>,
+    /// Bless the boot once every boot-critical unit stayed ready and
+    /// healthy this long after boot complete (`None`: never).
+    pub bless_grace: Option<Duration>,
+    /// Call `Host::tick` this often (`None`: never; an idle loop then has no
+    /// timer at all).
+    pub tick: Option<Duration>,
 }
 
 impl Default for Config {
@@ -120,6 +138,8 @@ impl Default for Config {
             log_dir: None,
             probe_program: PathBuf::from("/proc/self/exe"),
             cgroups: None,
+            bless_grace: None,
+            tick: None,
         }
     }
 }
@@ -169,6 +189,7 @@ pub struct Supervisor {
     /// Units a `keel restart` stopped, to start once they are down.
     pub(crate) restart_pending: std::collections::BTreeSet<String>,
     boot_reported: bool,
+    blessed: bool,
     stopping: Option<Request>,
 }
 
@@ -300,6 +321,7 @@ impl Supervisor {
             cgroups: BTreeMap::new(),
             restart_pending: std::collections::BTreeSet::new(),
             boot_reported: false,
+            blessed: false,
             stopping: None,
         })
     }
@@ -312,10 +334,15 @@ impl Supervisor {
     /// Runs until the host asks to stop and every unit is down.
     pub fn run(&mut self, host: &mut dyn Host) -> Request {
         let mut ready: Vec<Ready> = Vec::new();
+        if let Some(t) = self.config.tick {
+            self.timers
+                .insert((String::new(), TimerKind::Tick), boottime() + t);
+        }
         loop {
             if self.stopping.is_none() {
                 self.start_what_can_start();
                 self.report_boot(host);
+                self.watch_blessing();
             }
             if let Some(req) = self.stopping {
                 self.stop_what_can_stop();
@@ -339,7 +366,7 @@ impl Supervisor {
             for r in ready.clone() {
                 match r.token {
                     TOKEN_SIGNAL => self.on_signals(host),
-                    TOKEN_TIMER => self.on_timer(),
+                    TOKEN_TIMER => self.on_timer(host),
                     TOKEN_NOTIFY => self.on_notify(),
                     TOKEN_CONTROL => self.on_accept(),
                     t if t & TOKEN_LOG != 0 => self.on_log(t & !TOKEN_LOG, r.hangup),
@@ -527,6 +554,64 @@ impl Supervisor {
         }
     }
 
+    /// Whether every boot-critical unit is ready (or finished) and has no
+    /// failed health check pending.
+    fn critical_healthy(&self) -> bool {
+        self.services
+            .iter()
+            .filter(|(n, _)| self.units.get(*n).is_some_and(|u| u.boot_critical))
+            .all(|(n, s)| s.state.satisfies() && !self.probes.health_failing(n))
+    }
+
+    /// The last state change of any boot-critical unit.
+    fn critical_changed(&self) -> Duration {
+        self.changed
+            .iter()
+            .filter(|(n, _)| self.units.get(*n).is_some_and(|u| u.boot_critical))
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Arms the blessing grace period while every boot-critical unit is
+    /// healthy; disarms it as soon as one is not.
+    fn watch_blessing(&mut self) {
+        let Some(grace) = self.config.bless_grace else {
+            return;
+        };
+        if !self.boot_reported || self.blessed {
+            return;
+        }
+        let key = (String::new(), TimerKind::Bless);
+        if self.critical_healthy() {
+            if !self.timers.contains_key(&key) {
+                self.timers
+                    .insert(key, self.critical_changed().max(boottime()) + grace);
+            }
+        } else {
+            self.timers.remove(&key);
+        }
+    }
+
+    fn try_bless(&mut self, host: &mut dyn Host) {
+        let Some(grace) = self.config.bless_grace else {
+            return;
+        };
+        let now = boottime();
+        if self.blessed || !self.critical_healthy() {
+            return;
+        }
+        // A change inside the grace period starts it again.
+        let since = self.critical_changed();
+        if now.saturating_sub(since) < grace {
+            self.timers
+                .insert((String::new(), TimerKind::Bless), since + grace);
+            return;
+        }
+        self.blessed = true;
+        host.blessed(now);
+    }
+
     /// Stops, in reverse dependency order, every unit nothing running
     /// depends on any more.
     fn stop_what_can_stop(&mut self) {
@@ -620,7 +705,7 @@ impl Supervisor {
         self.status.get(name).map(String::as_str)
     }
 
-    fn on_timer(&mut self) {
+    fn on_timer(&mut self, host: &mut dyn Host) {
         self.timer.drain();
         let now = boottime();
         let due: Vec<(String, TimerKind)> = self
@@ -634,6 +719,15 @@ impl Supervisor {
             let (name, kind) = key;
             match kind {
                 TimerKind::State => self.feed(&name, Event::Timer),
+                TimerKind::Bless => self.try_bless(host),
+                TimerKind::Tick => {
+                    if host.tick() {
+                        if let Some(t) = self.config.tick {
+                            self.timers
+                                .insert((String::new(), TimerKind::Tick), now + t);
+                        }
+                    }
+                }
                 other => self.on_check_timer(&name, other),
             }
         }

@@ -472,3 +472,65 @@ fn logs_follow_and_poweroff_over_the_control_socket() {
     r.wait_for("all units stopped", Duration::from_secs(10));
     r.stop();
 }
+
+/// Blessing waits for every boot-critical unit to be ready and healthy for
+/// the whole grace period: never on a timer alone.
+#[test]
+fn blessing_needs_readiness_for_the_whole_grace_period() {
+    let start = |tag: &str, units: &[(&str, &str)]| {
+        let dir = TempDir::new(tag);
+        let udir = dir.path().join("units");
+        for (n, t) in units {
+            write_unit(&udir, n, t);
+        }
+        let mut cmd = Command::new(keel_bin());
+        cmd.arg("supervise")
+            .arg("--units")
+            .arg(&udir)
+            .arg("--runtime-dir")
+            .arg(dir.path().join("run"))
+            .args(["--bless-after", "1s"]);
+        (dir, cmd)
+    };
+    // Ready and staying up: blessed.
+    let (_d1, mut cmd) = start("bless-ok", &[("svc", "exec = [\"/bin/sleep\", \"100\"]\n")]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t0 = Instant::now();
+    let mut out = String::new();
+    let mut buf = [0u8; 1024];
+    while !out.contains("boot blessed") && t0.elapsed() < Duration::from_secs(10) {
+        let n = err.read(&mut buf).unwrap();
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    assert!(out.contains("boot blessed"), "{out}");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "not before the grace period"
+    );
+    // A notify unit that never says READY=1: no blessing, ever.
+    let (_d2, mut cmd) = start(
+        "bless-never",
+        &[
+            ("svc", "exec = [\"/bin/sleep\", \"100\"]\n"),
+            (
+                "mute",
+                "type = \"notify\"\nexec = [\"/bin/sleep\", \"100\"]\n",
+            ),
+        ],
+    );
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id().to_string();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let out = waiter.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("boot blessed"), "{err}");
+}
