@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod analyze;
 mod boot;
 mod check;
 mod ctl;
@@ -16,6 +17,7 @@ mod notify;
 mod pid1;
 mod pid1_host;
 mod probe;
+mod record;
 mod stage1;
 mod supervise;
 
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     let code = match args.get(1).map(String::as_str) {
         Some("supervise") => supervise::main(&args[2..]),
         Some("notify") => notify::main(&args[2..]),
+        Some("analyze") => analyze::main(&args[2..]),
         Some("probe") => probe::main(&args[2..]),
         Some(
             op @ ("status" | "start" | "stop" | "restart" | "reload" | "logs" | "poweroff"
