@@ -58,6 +58,10 @@ impl Host for Pid1 {
         Some(Request::Stop(code_of(a)))
     }
 
+    fn blessed(&mut self, at: Duration) {
+        self.record.blessed(at);
+    }
+
     fn signal(&mut self, info: &SignalInfo) -> Option<Request> {
         let action = match info.signo {
             // ctrl-alt-del (after CAD_OFF) and the sysvinit/busybox

@@ -119,6 +119,16 @@ impl Recorder {
         self.record = Some(r);
     }
 
+    /// The boot was blessed (every boot-critical unit stayed ready and
+    /// healthy for the grace period): note when, and write it again.
+    pub fn blessed(&mut self, at: Duration) {
+        if let Some(mut r) = self.record.take() {
+            r.blessed_us = Some(micros(at));
+            self.save(&r);
+            self.record = Some(r);
+        }
+    }
+
     /// After every unit stopped: add the stops and the shutdown to the
     /// record and write it again (the console copy is the boot's only).
     pub fn shutdown(&mut self, timeline: &Timeline, action: &str) {
