@@ -71,6 +71,7 @@ pub fn pid1_config(runtime: &Path) -> Config {
     Config {
         log_dir: Some(PathBuf::from("/var/log/keel")),
         cgroups,
+        unit_dirs: keel_units::DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
         ..Config::in_runtime_dir(runtime)
     }
 }
@@ -78,7 +79,7 @@ pub fn pid1_config(runtime: &Path) -> Config {
 /// The supervisor's settings for `keel supervise`: sockets in `runtime`,
 /// unit cgroups in a cgroup of its own below the caller's (where cgroup2 is
 /// mounted and writable).
-pub fn subreaper_config(runtime: &Path, log_dir: Option<PathBuf>) -> Config {
+pub fn subreaper_config(runtime: &Path, log_dir: Option<PathBuf>, unit_dirs: &[PathBuf]) -> Config {
     let cgroups =
         subreaper_cgroup().and_then(|(root, base)| match Cgroups::setup(&root, &base, true) {
             Ok(c) => Some(c),
@@ -90,6 +91,7 @@ pub fn subreaper_config(runtime: &Path, log_dir: Option<PathBuf>) -> Config {
     Config {
         log_dir,
         cgroups,
+        unit_dirs: unit_dirs.to_vec(),
         ..Config::in_runtime_dir(runtime)
     }
 }

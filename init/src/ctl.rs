@@ -56,7 +56,7 @@ pub fn main(op: &str, args: &[String]) -> u8 {
         }
     };
     let unit = a.rest.first().cloned();
-    let needs_unit = matches!(op, "start" | "stop" | "restart" | "reload" | "logs");
+    let needs_unit = matches!(op, "start" | "stop" | "restart" | "logs");
     if needs_unit && unit.is_none() {
         eprintln!("usage: keel {op} UNIT");
         return exit::USAGE;
@@ -108,6 +108,20 @@ pub fn main(op: &str, args: &[String]) -> u8 {
             "logs" => {
                 for l in reply["lines"].as_array().into_iter().flatten() {
                     println!("{}", l.as_str().unwrap_or(""));
+                }
+            }
+            "reload" if unit.is_none() => {
+                for key in ["added", "removed", "changed"] {
+                    let names: Vec<&str> = reply[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    println!("{key}: {}", names.join(" "));
+                }
+                for p in reply["problems"].as_array().into_iter().flatten() {
+                    eprintln!("{}", p.as_str().unwrap_or(""));
                 }
             }
             _ => println!(

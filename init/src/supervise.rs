@@ -152,7 +152,7 @@ pub fn main(args: &[String]) -> u8 {
         );
         return exit::SYSTEM;
     }
-    let mut config = crate::boot::subreaper_config(&runtime, o.log_dir.clone());
+    let mut config = crate::boot::subreaper_config(&runtime, o.log_dir.clone(), &o.units);
     if let Some(c) = &o.control {
         config.control_socket = Some(c.clone());
     }

@@ -49,6 +49,8 @@ pub enum Op {
     Stop(String),
     Restart(String),
     Reload(String),
+    /// Reread the unit directories.
+    ReloadUnits,
     Logs {
         unit: String,
         lines: usize,
@@ -72,7 +74,10 @@ impl Op {
             "start" => Op::Start(need()?),
             "stop" => Op::Stop(need()?),
             "restart" => Op::Restart(need()?),
-            "reload" => Op::Reload(need()?),
+            "reload" => match unit {
+                Some(u) => Op::Reload(u),
+                None => Op::ReloadUnits,
+            },
             "logs" => Op::Logs {
                 unit: need()?,
                 lines: v.get("lines").and_then(Value::as_u64).unwrap_or(0) as usize,
@@ -300,6 +305,15 @@ impl Supervisor {
                 self.feed(&u, Event::Reload);
                 (
                     json!({"ok": true, "state": self.state_name(&u)}),
+                    None,
+                    None,
+                )
+            }
+            Op::ReloadUnits => {
+                let s = self.reload_from_dirs();
+                (
+                    json!({"ok": true, "added": s.added, "removed": s.removed,
+                           "changed": s.changed, "problems": s.problems}),
                     None,
                     None,
                 )

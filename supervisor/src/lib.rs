@@ -10,6 +10,7 @@ pub mod logs;
 pub mod notify;
 mod output;
 mod readiness;
+pub mod reload;
 pub mod runtime;
 pub mod service;
 mod spawn;

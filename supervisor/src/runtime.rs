@@ -119,6 +119,8 @@ pub struct Config {
     pub probe_program: PathBuf,
     /// cgroup v2 for the units; `None`: process groups only.
     pub cgroups: Option<keel_kernel::cgroup::Cgroups>,
+    /// The unit directories, reread by `keel reload`.
+    pub unit_dirs: Vec<PathBuf>,
     /// Bless the boot once every boot-critical unit stayed ready and
     /// healthy this long after boot complete (`None`: never).
     pub bless_grace: Option<Duration>,
@@ -140,6 +142,7 @@ impl Default for Config {
             cgroups: None,
             bless_grace: None,
             tick: None,
+            unit_dirs: Vec::new(),
         }
     }
 }
@@ -188,6 +191,8 @@ pub struct Supervisor {
     pub(crate) cgroups: BTreeMap<String, keel_kernel::cgroup::UnitCgroup>,
     /// Units a `keel restart` stopped, to start once they are down.
     pub(crate) restart_pending: std::collections::BTreeSet<String>,
+    /// Units a reload removed, forgotten once they are down.
+    pub(crate) removing: std::collections::BTreeSet<String>,
     boot_reported: bool,
     blessed: bool,
     stopping: Option<Request>,
@@ -320,6 +325,7 @@ impl Supervisor {
             fdstore: BTreeMap::new(),
             cgroups: BTreeMap::new(),
             restart_pending: std::collections::BTreeSet::new(),
+            removing: std::collections::BTreeSet::new(),
             boot_reported: false,
             blessed: false,
             stopping: None,
@@ -414,6 +420,7 @@ impl Supervisor {
         if before.name() != after.name() {
             self.on_state_change(name, &before, &after, now);
             self.continue_restart(name);
+            self.forget_if_down(name);
         }
     }
 

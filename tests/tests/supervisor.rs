@@ -17,7 +17,7 @@ struct Running {
     child: Child,
     out: Arc<Mutex<String>>,
     control: std::path::PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Running {
@@ -66,7 +66,7 @@ impl Running {
             child,
             out,
             control,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -533,4 +533,58 @@ fn blessing_needs_readiness_for_the_whole_grace_period() {
     let out = waiter.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("boot blessed"), "{err}");
+}
+
+/// `keel reload`: new units start, removed ones stop and go, changed ones
+/// restart, unchanged ones are left alone, a broken file changes nothing.
+#[test]
+fn reload_applies_the_difference() {
+    let r = Running::start(
+        "reload",
+        &[
+            ("keep", "exec = [\"/bin/sleep\", \"100\"]\n"),
+            ("change", "exec = [\"/bin/sleep\", \"100\"]\n"),
+            ("remove", "exec = [\"/bin/sleep\", \"100\"]\n"),
+        ],
+    );
+    for u in ["keep", "change", "remove"] {
+        r.wait_state(u, "ready", Duration::from_secs(10));
+    }
+    let pid_of = |u: &str| -> String {
+        let s = r.status_json(u);
+        s.split("\"pid\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (keep_pid, change_pid) = (pid_of("keep"), pid_of("change"));
+    let units = r.dir.path().join("units");
+    write_unit(&units, "change", "exec = [\"/bin/sleep\", \"200\"]\n");
+    std::fs::remove_file(units.join("remove.toml")).unwrap();
+    write_unit(&units, "added", "exec = [\"/bin/sleep\", \"100\"]\n");
+    let out = r.ctl(&["reload"]);
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(out.stdout.contains("added: added"), "{}", out.all());
+    assert!(out.stdout.contains("removed: remove"), "{}", out.all());
+    assert!(out.stdout.contains("changed: change"), "{}", out.all());
+    r.wait_state("added", "ready", Duration::from_secs(10));
+    r.wait_state("change", "ready", Duration::from_secs(10));
+    assert_eq!(pid_of("keep"), keep_pid, "unchanged units are left alone");
+    assert_ne!(pid_of("change"), change_pid, "changed units restart");
+    let gone = r.ctl(&["status", "remove"]);
+    assert_eq!(
+        gone.code,
+        Some(1),
+        "removed units are forgotten: {}",
+        gone.all()
+    );
+    // A broken file: reported, and the unit keeps its old definition.
+    std::fs::write(units.join("keep.toml"), "exec = [\"/bin/sleep\"\n").unwrap();
+    let out = r.ctl(&["reload"]);
+    assert!(out.stderr.contains("keep.toml:2:1: error"), "{}", out.all());
+    assert_eq!(pid_of("keep"), keep_pid, "a broken file disturbs nothing");
+    r.stop();
 }
