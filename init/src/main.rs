@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agent;
 mod analyze;
 mod boot;
 mod check;
@@ -45,6 +46,8 @@ const USAGE: &str = "usage: keel <command>
   keel logs UNIT [-n N] [-f]         a unit's recent output; -f follows
   keel poweroff|reboot|halt          ask PID 1 (or keel supervise) to stop everything
                          (--control PATH or $KEEL_CONTROL; default /run/keel/control.sock)
+  keel agent [--endpoint HOST:PORT] [--hostname NAME] [--units-dir DIR] [--control PATH]
+                         take units from etcd (/keel/hosts/NAME/units/) and reload
   keel version           print the version
 
 As PID 1, keel boots the machine (see the README for keel.* parameters).";
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     let code = match args.get(1).map(String::as_str) {
         Some("supervise") => supervise::main(&args[2..]),
         Some("notify") => notify::main(&args[2..]),
+        Some("agent") => agent::main(&args[2..]),
         Some("analyze") => analyze::main(&args[2..]),
         Some("probe") => probe::main(&args[2..]),
         Some(
