@@ -1,7 +1,7 @@
 # The two ways in (see README.md):
 #   make demo   build keel and keel-image, boot images/minimal.toml under QEMU
 #   make test   every test: format, lints, unit, integration and QEMU boots
-.PHONY: demo test deps keel keel-image lint unit-tests bench
+.PHONY: demo test deps keel keel-image lint unit-tests bench kernel
 
 KEEL_IMAGE := target/release/keel-image
 export KEEL_BIN := $(CURDIR)/build/keel
@@ -22,10 +22,20 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 
-test: deps keel keel-image lint
+test: deps keel keel-image kernel lint
 	cargo test --locked --workspace --no-fail-fast
 
+# Keel's kernel (kernel/config/): built once per fragment and source, cached
+# by content hash in build/kernel/<key>/; build/kernel/bzImage points at it.
+kernel: deps
+	@scripts/build-kernel
+
 # Benchmarks print figures and JSON; nothing is asserted (shared, noisy machines).
-bench: deps keel keel-image
-	python3 bench/boot_compare.py -n 5
+# The supervisor's micro-benchmarks run once their example exists.
+BENCH_N ?= 5
+bench: deps keel keel-image kernel
+	python3 bench/boot_compare.py -n $(BENCH_N)
+	@if [ -f supervisor/examples/bench_supervisor.rs ]; then \
+		cargo run --release --locked -p keel-supervisor --example bench_supervisor; \
+	else echo "bench: supervisor/examples/bench_supervisor.rs not there yet; skipped"; fi
 	cargo run --release --locked -p keel-units --example bench_units

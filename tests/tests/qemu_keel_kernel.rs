@@ -1,0 +1,249 @@
+//! Real boots on Keel's own kernel (kernel/config/keel.config, built by
+//! `make kernel` into build/kernel/bzImage): the minimal image, the boot
+//! scenario of qemu_boot.rs with the same checks, and one boot that looks for
+//! every built-in feature the issue asks of the kernel (virtio disk, network,
+//! console, GPT, the watchdog, file systems, cgroup controllers, namespaces,
+//! netfilter, printk timestamps). Nothing is timed.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+use keel_image::build::{build_initramfs, BuildOptions};
+use keel_image::kernel::HostRoots;
+use keel_image::manifest::Manifest;
+use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
+use keel_tests::{keel_bin, workspace, TempDir};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Keel's kernel; `make test` builds it first (`make kernel`, cached).
+fn keel_kernel() -> PathBuf {
+    let p = workspace().join("build/kernel/bzImage");
+    assert!(p.is_file(), "{} is missing: run `make kernel`", p.display());
+    p
+}
+
+/// Boots `m` on Keel's kernel, whatever kernel the manifest names.
+fn boot_on_keel_kernel(mut m: Manifest, extra: &[&str]) -> BootOutcome {
+    m.kernel.image = Some(keel_kernel());
+    let opts = BuildOptions::new(keel_bin()).unwrap();
+    let ird = build_initramfs(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("qemu-keel-kernel");
+    let initrd = dir.path().join("initrd.cpio.gz");
+    std::fs::write(&initrd, &ird.bytes).unwrap();
+    let kernel = HostRoots::default()
+        .kernel(&m.kernel, m.base_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kernel.image, keel_kernel());
+    let mut cfg = BootConfig::new(kernel.image, initrd, m.kernel.cmdline.clone());
+    cfg.timeout = Duration::from_secs(180);
+    cfg.extra_args = extra.iter().map(Into::into).collect();
+    qemu::boot(&cfg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn load(manifest: &Path) -> Manifest {
+    Manifest::load(manifest).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn count(console: &str, needle: &str) -> usize {
+    console.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// What every clean boot shows: one boot line that adds up, a poweroff,
+/// QEMU exiting by itself, no panic.
+fn assert_clean(out: &BootOutcome) {
+    let c = &out.console;
+    assert_eq!(out.verdict(), Verdict::Success, "console:\n{c}");
+    assert_eq!(
+        count(c, "keel: boot complete in"),
+        1,
+        "exactly one boot line:\n{c}"
+    );
+    let line = out.boot_line.as_ref().expect("boot line");
+    assert!(!line.degraded);
+    assert_eq!(
+        line.kernel_ms + line.userspace_ms,
+        line.total_ms,
+        "{line:?}"
+    );
+    assert!(
+        line.kernel_ms > 0,
+        "the kernel's share is measured: {line:?}"
+    );
+    assert!(c.contains("powering off"), "{c}");
+    assert!(out.exited && !out.timed_out, "QEMU exited by itself");
+    assert!(out.fatal_line.is_none(), "no panic: {:?}", out.fatal_line);
+    assert!(
+        !c.contains("Kernel panic") && !c.contains("Attempted to kill init"),
+        "{c}"
+    );
+}
+
+#[test]
+fn minimal_image_boots_on_keels_kernel() {
+    let out = boot_on_keel_kernel(
+        load(&workspace().join("images/minimal-keel-kernel.toml")),
+        &[],
+    );
+    let c = &out.console;
+    assert_clean(&out);
+    assert!(
+        c.contains("hello from a keel oneshot"),
+        "oneshot output:\n{c}"
+    );
+    assert!(
+        c.contains("after-hello: runs once hello has finished"),
+        "ordered oneshot:\n{c}"
+    );
+    let hello = c.find("hello from a keel oneshot").unwrap();
+    assert!(
+        c.find("after-hello: runs").unwrap() > hello,
+        "after-hello runs after hello:\n{c}"
+    );
+}
+
+#[test]
+fn boot_scenario_runs_units_reaps_orphans_and_powers_off_on_keels_kernel() {
+    let out = boot_on_keel_kernel(load(&workspace().join("tests/images/boot.toml")), &[]);
+    let c = &out.console;
+    assert_clean(&out);
+    assert!(
+        c.contains("hello from a keel oneshot"),
+        "oneshot output:\n{c}"
+    );
+    assert!(
+        c.contains("ticker is running"),
+        "simple service up at boot:\n{c}"
+    );
+    assert!(c.contains("forked-orphan"), "{c}");
+    assert!(c.contains("zombies=0"), "an orphan was left a zombie:\n{c}");
+    let boot_at = c.find("keel: boot complete").unwrap_or(0);
+    assert!(
+        c.find("zombies=0").unwrap_or(usize::MAX) < boot_at,
+        "oneshots finish before boot completes"
+    );
+}
+
+/// Each line `TOKEN PATH`: the guest prints `feature: TOKEN` when PATH exists.
+const PATHS: &[(&str, &str)] = &[
+    ("disk-vda", "/dev/vda"),
+    ("gpt-vda1", "/dev/vda1"),
+    ("net-eth0", "/sys/class/net/eth0"),
+    ("net-lo", "/sys/class/net/lo"),
+    ("console-hvc0", "/dev/hvc0"),
+    ("watchdog", "/dev/watchdog0"),
+    ("kmsg", "/dev/kmsg"),
+    ("inet", "/proc/net/tcp"),
+    ("inet6", "/proc/net/tcp6"),
+    ("unix", "/proc/net/unix"),
+    ("iptables", "/proc/net/ip_tables_names"),
+    ("ip6tables", "/proc/net/ip6_tables_names"),
+    ("conntrack", "/proc/sys/net/netfilter/nf_conntrack_max"),
+    (
+        "br-netfilter",
+        "/proc/sys/net/bridge/bridge-nf-call-iptables",
+    ),
+    ("smaps-rollup", "/proc/1/smaps_rollup"),
+    ("ns-user", "/proc/self/ns/user"),
+    ("ns-pid", "/proc/self/ns/pid"),
+    ("ns-net", "/proc/self/ns/net"),
+    ("ns-ipc", "/proc/self/ns/ipc"),
+    ("ns-uts", "/proc/self/ns/uts"),
+    ("ns-mnt", "/proc/self/ns/mnt"),
+    ("ns-cgroup", "/proc/self/ns/cgroup"),
+];
+
+/// Words that must be in /proc/filesystems and in cgroup.controllers.
+const FILESYSTEMS: &[&str] = &[
+    "erofs", "ext4", "overlay", "tmpfs", "devtmpfs", "cgroup2", "proc", "sysfs",
+];
+const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "cpuset"];
+
+fn feature_script() -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    for (token, path) in PATHS {
+        s += &format!("[ -e {path} ] && echo \"feature: {token}\"\n");
+    }
+    for fs in FILESYSTEMS {
+        s += &format!("busybox grep -qw {fs} /proc/filesystems && echo \"feature: fs-{fs}\"\n");
+    }
+    for c in CONTROLLERS {
+        s += &format!(
+            "busybox grep -qw {c} /sys/fs/cgroup/cgroup.controllers && echo \"feature: cgroup-{c}\"\n"
+        );
+    }
+    s += "case $(busybox uname -r) in *-keel) echo \"feature: release-keel\";; esac\n";
+    s
+}
+
+#[test]
+fn keels_kernel_has_every_feature_built_in() {
+    let dir = TempDir::new("keel-kernel-features");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("units")).unwrap();
+    std::fs::write(d.join("features"), feature_script()).unwrap();
+    std::fs::write(
+        d.join("units/features.toml"),
+        "description = \"print the kernel features that are there\"\n\
+         type = \"oneshot\"\nexec = [\"/bin/features\"]\n",
+    )
+    .unwrap();
+    let manifest = "name = \"keel-kernel-features\"\n\n[kernel]\nrelease = \"auto\"\n\
+         cmdline = \"console=ttyS0 quiet panic=-1 keel.after-boot=poweroff\"\n\n\
+         [initramfs]\ncompress = \"gzip\"\nunits = \"units\"\n\n\
+         [[initramfs.files]]\nsrc = \"/bin/busybox\"\ndest = \"/bin/busybox\"\nmode = 0o755\n\n\
+         [[initramfs.files]]\nsrc = \"features\"\ndest = \"/bin/features\"\nmode = 0o755\n\n\
+         [[initramfs.symlinks]]\ndest = \"/bin/sh\"\ntarget = \"busybox\"\n";
+    let path = d.join("features.toml");
+    std::fs::write(&path, manifest).unwrap();
+
+    // A 4 MiB disk with a GPT and one partition: the kernel must see vda1.
+    let disk = d.join("disk.raw");
+    std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
+    let st = std::process::Command::new("sgdisk")
+        .args(["-n", "1:2048:0", "-c", "1:KEEL-STATE"])
+        .arg(&disk)
+        .output()
+        .unwrap_or_else(|e| panic!("sgdisk (package gdisk, scripts/deps): {e}"));
+    assert!(st.status.success(), "sgdisk: {st:?}");
+    let drive = format!("file={},if=virtio,format=raw", disk.display());
+    let extra = [
+        "-drive",
+        &drive,
+        "-netdev",
+        "user,id=n0",
+        "-device",
+        "virtio-net-pci,netdev=n0,romfile=",
+        "-device",
+        "i6300esb",
+        "-chardev",
+        "null,id=vc0",
+        "-device",
+        "virtio-serial-pci",
+        "-device",
+        "virtconsole,chardev=vc0",
+    ];
+    let out = boot_on_keel_kernel(load(&path), &extra);
+    let c = &out.console;
+    assert_clean(&out);
+    let mut want: Vec<String> = PATHS.iter().map(|(t, _)| (*t).to_owned()).collect();
+    want.extend(FILESYSTEMS.iter().map(|f| format!("fs-{f}")));
+    want.extend(CONTROLLERS.iter().map(|k| format!("cgroup-{k}")));
+    want.push("release-keel".into());
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|t| {
+            let want = format!("feature: {t}");
+            !c.lines().any(|l| l.trim_end().ends_with(&want))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing in Keel's kernel: {missing:?}\n{c}"
+    );
+    // printk timestamps (CONFIG_PRINTK_TIME): the kernel's own last line.
+    assert!(
+        c.lines()
+            .any(|l| l.starts_with('[') && l.contains("] reboot: Power down")),
+        "a timestamped kernel line:\n{c}"
+    );
+}
