@@ -112,7 +112,12 @@ fn range_end(prefix: &str) -> Vec<u8> {
 /// POSTs JSON and returns a reader positioned at the body (chunked
 /// encoding decoded).
 fn post(endpoint: &str, path: &str, body: &Value) -> Result<Box<dyn BufRead>, String> {
-    let mut s = TcpStream::connect(endpoint).map_err(|e| format!("connect {endpoint}: {e}"))?;
+    // An address, not a name: PID 1 resolves no names (and so links no
+    // resolver).
+    let addr: std::net::SocketAddr = endpoint
+        .parse()
+        .map_err(|_| format!("{endpoint}: not an IP address and port"))?;
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {endpoint}: {e}"))?;
     let body = body.to_string();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
