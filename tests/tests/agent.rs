@@ -68,6 +68,16 @@ exec = ["/usr/bin/etcd", "--name", "a", "--data-dir", "{data}",
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Stops keel (and so etcd) even when an assertion fails.
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _guard = Guard(child.id());
     let out = Arc::new(Mutex::new(String::new()));
     let mut err = child.stderr.take().unwrap();
     let o2 = out.clone();

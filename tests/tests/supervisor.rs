@@ -119,6 +119,10 @@ impl Running {
 
     /// SIGTERM, then the exit status and the whole output.
     fn stop(mut self) -> (Option<i32>, String) {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> (Option<i32>, String) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -263,6 +267,15 @@ fn py_unit(body: &str, extra: &str) -> String {
         "type = \"notify\"\nexec = [\"/usr/bin/python3\", \"-c\", {}]\n{extra}",
         toml_string(&script)
     )
+}
+
+impl Drop for Running {
+    /// A failed test must not leave its supervisor (and its units) running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop_inner();
+        }
+    }
 }
 
 fn toml_string(s: &str) -> String {
