@@ -19,8 +19,10 @@ mod pid1;
 mod pid1_host;
 mod probe;
 mod record;
+mod slots;
 mod stage1;
 mod supervise;
+mod update;
 
 use std::process::ExitCode;
 
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Some("agent") => agent::main(&args[2..]),
         Some("analyze") => analyze::main(&args[2..]),
         Some("probe") => probe::main(&args[2..]),
+        Some("update") => update::main(&args[2..]),
         Some(
             op @ ("status" | "start" | "stop" | "restart" | "reload" | "logs" | "poweroff"
             | "reboot" | "halt"),

@@ -136,7 +136,15 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     if let Err(e) = std::fs::create_dir_all(runtime) {
         log::error!("cannot create {}: {e}", runtime.display());
     }
-    let mut sup = match Supervisor::new(crate::boot::pid1_config(runtime), loaded.units) {
+    // A/B slots and the watchdog (see `slots`): blessing after the grace
+    // period, petting on the tick.
+    let mut slots = crate::slots::Slots::start(&cmdline, crate::slots::Paths::default());
+    let mut config = crate::boot::pid1_config(runtime);
+    if let Some(s) = &slots {
+        config.bless_grace = Some(s.grace());
+        config.tick = Some(s.config.tick());
+    }
+    let mut sup = match Supervisor::new(config, loaded.units) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start the supervisor: {e}");
@@ -149,10 +157,14 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
         .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
     let Request::Stop(code) = sup.run(&mut Bounded {
         host: &mut host,
+        slots: slots.as_mut(),
         timeout: shutdown_timeout,
         armed: false,
     });
     let action = action_from_code(code);
+    if let Some(s) = &mut slots {
+        s.shutdown(action.name());
+    }
     host.record.shutdown(sup.timeline(), action.name());
     log::info!("all units stopped; {}", action.name());
     (cmdline, action)
@@ -163,6 +175,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
 /// `keel.shutdown-timeout=` passes, whatever is still stuck.
 struct Bounded<'a> {
     host: &'a mut crate::pid1_host::Pid1,
+    slots: Option<&'a mut crate::slots::Slots>,
     timeout: Duration,
     armed: bool,
 }
@@ -210,6 +223,15 @@ impl keel_supervisor::Host for Bounded<'_> {
     fn power(&mut self, action: &str) -> Option<Request> {
         let r = self.host.power(action);
         self.arm(r)
+    }
+    fn blessed(&mut self, at: Duration) {
+        self.host.blessed(at);
+        if let Some(s) = &mut self.slots {
+            s.blessed(at);
+        }
+    }
+    fn tick(&mut self) -> bool {
+        self.host.tick() | self.slots.as_mut().is_some_and(|s| s.tick())
     }
 }
 

@@ -22,6 +22,7 @@ pub mod socket;
 pub mod switch_root;
 pub mod timer;
 pub mod uevent;
+pub mod watchdog;
 
 use std::io;
 

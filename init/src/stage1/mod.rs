@@ -5,6 +5,10 @@
 //!
 //! 1. open a uevent socket, load the initramfs's modules (modules.dep order);
 //! 2. wait for the root device (`keel.root=`, bounded by `keel.root-timeout=`);
+//!    with `keel.root=slot`, wait for the disk with `KEEL-A` and `KEEL-B`,
+//!    choose the slot from their GPT attributes (`keel.slot=a|b` forces),
+//!    write its decremented tries to both GPT copies, and arm the watchdog
+//!    (see `slot` and `crate::slots`);
 //! 3. mount it read-only on /sysroot, the state partition on /sysroot/var
 //!    (`keel.state=`, default `PARTLABEL=KEEL-STATE`; a tmpfs if there is
 //!    none), /etc as an overlay with its upper layer on /var, /tmp as tmpfs;
@@ -20,6 +24,7 @@ pub mod mounts;
 pub mod phases;
 pub mod probe;
 pub mod root;
+pub mod slot;
 
 use keel_kernel::clock::boottime;
 use keel_kernel::cmdline::Cmdline;
@@ -44,6 +49,10 @@ pub const MOVED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 pub enum Stage1Error {
     #[error("keel.root={value}: {reason}")]
     BadRoot { value: String, reason: String },
+    #[error("keel.slot={0}: not a or b")]
+    BadSlot(String),
+    #[error("choosing the slot: {0}")]
+    Slot(#[from] slot::SlotError),
     #[error(transparent)]
     NotFound(#[from] NotFound),
     #[error("cannot mount the root {node}: {source}")]
@@ -93,10 +102,20 @@ fn run_steps(
     started: Duration,
 ) -> Result<Never, Stage1Error> {
     let value = cmdline.get("keel.root").unwrap_or_default().to_string();
-    let spec = DeviceSpec::parse(&value).map_err(|reason| Stage1Error::BadRoot {
-        value: value.clone(),
-        reason,
-    })?;
+    // `keel.root=slot`: the A/B disk; wait for its first slot to appear.
+    let slotted = value == "slot";
+    let spec = if slotted {
+        DeviceSpec::PartLabel(slot::Slot::A.label().into())
+    } else {
+        DeviceSpec::parse(&value).map_err(|reason| Stage1Error::BadRoot {
+            value: value.clone(),
+            reason,
+        })?
+    };
+    let forced = match cmdline.get("keel.slot") {
+        Some(v) => Some(slot::Slot::parse(v).ok_or_else(|| Stage1Error::BadSlot(v.into()))?),
+        None => None,
+    };
     let timeout = cmdline
         .get("keel.root-timeout")
         .and_then(parse_duration)
@@ -123,6 +142,16 @@ fn run_steps(
         root::wait_for(&spec, timeout, events.as_ref(), &roots)
     })?;
     drop(events);
+    let (found, _watchdog, shown) = if slotted {
+        let (found, watchdog) = choose_slot(cmdline, forced, record, &roots)?;
+        let shown = format!(
+            "slot {}",
+            record.slot.as_deref().unwrap_or("?").to_uppercase()
+        );
+        (found, watchdog, shown)
+    } else {
+        (found, None, spec.to_string())
+    };
     let node = found.node.clone();
     record.root = Some(node.display().to_string());
     let sysroot = Path::new(SYSROOT);
@@ -135,7 +164,7 @@ fn run_steps(
             source,
         })?;
     log::info!(
-        "root {spec} is {} ({fstype}), mounted read-only",
+        "root {shown} is {} ({fstype}), mounted read-only",
         node.display()
     );
     if !sysroot.join(ROOT_KEEL.trim_start_matches('/')).is_file() {
@@ -202,6 +231,39 @@ fn run_steps(
     ];
     let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
     Err(Stage1Error::Exec(process::exec(&argv, &env)))
+}
+
+/// `keel.root=slot`: chooses the slot, persists its tries, arms the
+/// watchdog. Returns the chosen partition and the open watchdog, which the
+/// exec to stage 2 closes without disarming it.
+fn choose_slot(
+    cmdline: &Cmdline,
+    forced: Option<slot::Slot>,
+    record: &mut Record,
+    roots: &Roots,
+) -> Result<(root::Found, Option<keel_kernel::watchdog::Watchdog>), Stage1Error> {
+    let (disk, choice) = record.time("choose slot", || {
+        let disk = slot::SlotDisk::scan(&roots.sys, &roots.dev)?;
+        let choice = slot::count_boot(&disk.disk, forced)?;
+        Ok::<_, slot::SlotError>((disk, choice))
+    })?;
+    log::info!(
+        "slot {} ({}): {}",
+        choice.slot.name(),
+        disk.node(choice.slot).display(),
+        choice.reason
+    );
+    record.slot = Some(choice.slot.id().into());
+    record.slot_reason = Some(choice.reason.clone());
+    record.slot_disk = Some(disk.disk.display().to_string());
+    let config = crate::slots::SlotConfig::from_cmdline(cmdline, true);
+    let watchdog = record.time("arm watchdog", || crate::slots::arm_watchdog(&config));
+    let node = disk.node(choice.slot).to_path_buf();
+    let found = root::Found {
+        probe: probe::probe_device(&node),
+        node,
+    };
+    Ok((found, watchdog))
 }
 
 /// The state partition, if the command line and the disk have one. It is

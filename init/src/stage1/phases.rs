@@ -7,6 +7,11 @@
 //! {"version":1,"phases":[{"name":"mount /proc","start_us":1850123,"end_us":1850170}],
 //!  "root":"/dev/vda1","slot":null,"memory":{...}}
 //! ```
+//!
+//! With `keel.root=slot`, `slot` is `"a"` or `"b"`, `slot_reason` says why
+//! (`"A (priority 1) is successful; B (priority 2) has no tries left and was
+//! never blessed"`) and `slot_disk` names the disk (`"/dev/vda"`); all three
+//! are null otherwise.
 
 use keel_kernel::clock::boottime;
 use serde_json::{json, Value};
@@ -30,6 +35,10 @@ pub struct Record {
     pub phases: Vec<Phase>,
     pub root: Option<String>,
     pub slot: Option<String>,
+    /// Why that slot (`keel.root=slot` only).
+    pub slot_reason: Option<String>,
+    /// The disk holding the slots.
+    pub slot_disk: Option<String>,
     /// (key, value) pairs for the "memory" object, in kB or bytes as named.
     pub memory: Vec<(&'static str, u64)>,
 }
@@ -73,6 +82,8 @@ impl Record {
             "phases": phases,
             "root": self.root,
             "slot": self.slot,
+            "slot_reason": self.slot_reason,
+            "slot_disk": self.slot_disk,
             "memory": memory,
         })
     }
