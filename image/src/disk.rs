@@ -13,8 +13,9 @@
 //! The partitions' GUIDs, the disk GUID and the ext4 UUID are derived from the
 //! manifest's name, and mkfs.ext4 runs with a fixed time, so one manifest
 //! gives one disk. Slot A starts with priority 1 and successful=1 (the
-//! ChromeOS/CoreOS attribute bits), slot B with all zero: the slots issue
-//! builds its updates on these.
+//! ChromeOS/CoreOS attribute bits), slot B with all zero: with
+//! `keel.root=slot` stage 1 boots A, and `keel update apply` fills B and
+//! gives it the higher priority (DESIGN.md, "Images and A/B slots").
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};

@@ -6,7 +6,7 @@
 #   rollback  once blessed: print the status, roll back, power off
 #   status    once blessed: print the status, power off
 #   pause     no blessing needed: apply with KEEL_UPDATE_PAUSE=test.pause
-#             (the host kills QEMU there)
+#             (the host kills QEMU there, or some time after apply-start)
 #   nothing   do nothing (a boot that must not be blessed)
 PATH=/usr/lib/keel:/bin
 do=; sha=; pause=
@@ -63,6 +63,7 @@ status)
     ;;
 pause)
     status
+    echo "apply-start"
     # Not through sed: its buffering would hold back the pause line.
     KEEL_UPDATE_PAUSE="$pause" keel update apply /dev/vdb --sha256 "$sha" 2>&1
     status
