@@ -1,12 +1,21 @@
 # The two ways in (see README.md):
-#   make demo   build keel and keel-image, boot images/minimal.toml under QEMU
+#   make demo   build keel and keel-image, boot the server image (images/server.toml) under QEMU
+#               (make demo-minimal: the small initramfs-only image, a few seconds)
 #   make test   every test: format, lints, unit, integration and QEMU boots
-.PHONY: demo test deps keel keel-image lint unit-tests bench kernel
+.PHONY: demo demo-minimal test deps keel keel-image lint unit-tests bench kernel
 
 KEEL_IMAGE := target/release/keel-image
 export KEEL_BIN := $(CURDIR)/build/keel
 
+# The server image from a GPT disk: etcd and containerd ready by sd_notify,
+# the container from the image's own OCI archive, etcdctl's health check,
+# keel agent on etcd; a virtio NIC from QEMU's user network for eth0. It
+# powers off once the boot is complete.
 demo: deps keel keel-image
+	$(KEEL_IMAGE) boot images/server.toml --keel $(KEEL_BIN) --timeout 300 \
+		--append keel.after-boot=poweroff --qemu-arg=-nic --qemu-arg=user,model=virtio-net-pci
+
+demo-minimal: deps keel keel-image
 	$(KEEL_IMAGE) boot images/minimal.toml --keel $(KEEL_BIN) --timeout 120
 
 deps:

@@ -10,7 +10,8 @@
 //! [`manifest`] (the TOML description of an image), [`kernel`] (finding the
 //! host's kernel image and modules), [`build`] (manifest to initramfs, written
 //! atomically), [`rootfs`] (the erofs root image), [`disk`] (the GPT disk with
-//! the root slots and the state partition) and [`qemu`] (booting an image
+//! the root slots and the state partition), [`oci`] (OCI image-layout
+//! archives built from host files) and [`qemu`] (booting an image
 //! under QEMU and judging the boot from its serial console).
 
 #![forbid(unsafe_code)]
@@ -29,6 +30,8 @@ pub mod disk;
 pub mod kernel;
 #[cfg(feature = "host")]
 pub mod manifest;
+#[cfg(feature = "host")]
+pub mod oci;
 #[cfg(feature = "host")]
 pub mod qemu;
 #[cfg(feature = "host")]

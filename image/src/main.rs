@@ -5,6 +5,7 @@
 //! keel-image initramfs MANIFEST -o FILE [--keel PATH]
 //! keel-image rootfs MANIFEST -o FILE [--keel PATH]
 //! keel-image disk MANIFEST -o FILE [--keel PATH]
+//! keel-image oci MANIFEST -o FILE [--name NAME]
 //! keel-image boot MANIFEST [--timeout SECS] [--keel PATH] [--append ARGS] [--initramfs FILE]
 //!                          [--disk FILE] [--machine M] [--cpu C] [--qemu-arg ARG]...
 //!                          [--profile DIR] [--repeat N]
@@ -27,6 +28,7 @@ const USAGE: &str = "usage:
   keel-image initramfs MANIFEST -o FILE [--keel PATH]
   keel-image rootfs MANIFEST -o FILE [--keel PATH]     the [rootfs] tree as an erofs image
   keel-image disk MANIFEST -o FILE [--keel PATH]       GPT disk: KEEL-A, KEEL-B, KEEL-STATE
+  keel-image oci MANIFEST -o FILE [--name NAME]        a [[rootfs.oci]] image as an OCI layout tar
   keel-image boot MANIFEST [--timeout SECS] [--keel PATH] [--append ARGS] [--initramfs FILE]
                            [--disk FILE] [--machine M] [--cpu C] [--qemu-arg ARG]...
                            [--profile DIR] [--repeat N]
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Some("initramfs") => Options::parse(&args[1..]).and_then(|o| initramfs(&o)),
         Some("rootfs") => Options::parse(&args[1..]).and_then(|o| rootfs(&o)),
         Some("disk") => Options::parse(&args[1..]).and_then(|o| disk(&o)),
+        Some("oci") => Options::parse(&args[1..]).and_then(|o| oci(&o)),
         Some("boot") => Options::parse(&args[1..]).and_then(|o| boot(&o)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -100,6 +103,7 @@ struct Options {
     qemu_args: Vec<String>,
     profile: Option<PathBuf>,
     repeat: Option<usize>,
+    name: Option<String>,
 }
 
 impl Options {
@@ -127,6 +131,7 @@ impl Options {
                 "--cpu" => opts.cpu = Some(value()?),
                 "--qemu-arg" => opts.qemu_args.push(value()?),
                 "--profile" => opts.profile = Some(value()?.into()),
+                "--name" => opts.name = Some(value()?),
                 "--repeat" => {
                     let v = value()?;
                     match v.parse() {
@@ -255,6 +260,55 @@ fn write_disk(manifest: &Manifest, opts: &Options, output: &Path) -> Result<(), 
 fn disk(opts: &Options) -> Result<(), Failure> {
     let output = builder_output(opts, "disk")?;
     write_disk(&opts.manifest()?, opts, output)
+}
+
+/// Writes one of the manifest's `[[rootfs.oci]]` images (`--name`, or the
+/// only one) as an image-layout archive.
+fn oci(opts: &Options) -> Result<(), Failure> {
+    let output = builder_output(opts, "oci")?;
+    let manifest = opts.manifest()?;
+    let images = manifest.rootfs.as_ref().map_or(&[][..], |r| &r.oci[..]);
+    let names = || {
+        images
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let spec = match (&opts.name, images) {
+        (Some(name), _) => images.iter().find(|o| &o.name == name).ok_or_else(|| {
+            Failure::Error(format!(
+                "{}: no [[rootfs.oci]] named {name:?} (there are: {})",
+                manifest.path.display(),
+                names()
+            ))
+        })?,
+        (None, [one]) => one,
+        (None, []) => {
+            return Err(Failure::Error(format!(
+                "{}: no [[rootfs.oci]] image",
+                manifest.path.display()
+            )))
+        }
+        (None, _) => {
+            return Err(Failure::Usage(format!(
+                "{} has several OCI images ({}): pick one with --name",
+                manifest.path.display(),
+                names()
+            )))
+        }
+    };
+    let mtime = build::mtime_from_env().map_err(error)?;
+    let image = keel_image::oci::build_oci(&manifest, spec, mtime.into()).map_err(error)?;
+    build::write_atomic(output, &image.bytes).map_err(error)?;
+    eprintln!(
+        "keel-image: wrote {}: OCI image {} (manifest {}), {} bytes",
+        output.display(),
+        spec.name,
+        image.manifest_digest,
+        image.bytes.len()
+    );
+    Ok(())
 }
 
 fn boot(opts: &Options) -> Result<(), Failure> {

@@ -32,6 +32,16 @@
 //! src = "/bin/busybox"
 //! dest = "/bin/busybox"
 //!
+//! [[rootfs.binaries]]     # a dynamic program with its ELF interpreter and libraries
+//! src = "/usr/bin/etcd"   # dest = "/usr/bin/etcd" by default
+//! [[rootfs.oci]]          # an OCI image-layout archive built from host files
+//! name = "keel.local/hello:1"
+//! dest = "/usr/share/keel/oci/hello.tar"
+//! cmd = ["/bin/sh", "-c", "echo hello"]   # and entrypoint, env, working-dir
+//! [[rootfs.oci.files]]    # and rootfs.oci.symlinks, rootfs.oci.dirs
+//! src = "/bin/busybox"
+//! dest = "/bin/busybox"
+//!
 //! [disk]                  # optional: a GPT disk with KEEL-A, KEEL-B, KEEL-STATE
 //! slot-mib = 64           # size of KEEL-A and of KEEL-B
 //! state-mib = 64          # size of KEEL-STATE (ext4, /var)
@@ -191,6 +201,58 @@ pub struct RootfsSpec {
     /// Extra directories to create.
     #[serde(default)]
     pub dirs: Vec<DirSpec>,
+    /// Dynamically linked programs, copied with their ELF interpreter and
+    /// the shared libraries they need (as the host's `ldd` resolves them).
+    #[serde(default)]
+    pub binaries: Vec<BinarySpec>,
+    /// OCI images built from host files, each written as an image-layout
+    /// archive into the root.
+    #[serde(default)]
+    pub oci: Vec<OciSpec>,
+}
+
+/// One `[[rootfs.binaries]]` entry: a program and its library closure.
+/// The libraries and the interpreter go to the same paths as on the host.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BinarySpec {
+    /// Host path of the program (absolute, or relative to the manifest).
+    pub src: PathBuf,
+    /// Its path in the root; default: the same as `src` (which must then be absolute).
+    #[serde(default)]
+    pub dest: Option<String>,
+}
+
+/// One `[[rootfs.oci]]` entry: an OCI image of one layer, made of host
+/// files, written as an image-layout archive (`ctr images import` reads it).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OciSpec {
+    /// The image's reference, e.g. `keel.local/hello:1` (`:latest` if no tag).
+    pub name: String,
+    /// Where the archive goes in the root.
+    pub dest: String,
+    /// The image's default command (`Cmd`).
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// The image's `Entrypoint`.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// `KEY=VALUE` environment; a standard PATH is added if none is given.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The working directory (default `/`).
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Host files to put into the layer.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Symbolic links in the layer.
+    #[serde(default)]
+    pub symlinks: Vec<SymlinkSpec>,
+    /// Directories in the layer.
+    #[serde(default)]
+    pub dirs: Vec<DirSpec>,
 }
 
 /// What slot B holds on a new disk.
@@ -259,6 +321,11 @@ pub struct DirSpec {
     /// Permission bits; default 0o755.
     #[serde(default)]
     pub mode: Option<u32>,
+}
+
+/// Whether `path` is absolute and has no `..` component.
+fn absolute_plain(path: &str) -> bool {
+    path.starts_with('/') && !path.split('/').any(|c| c == "..")
 }
 
 impl Manifest {
@@ -368,6 +435,60 @@ impl Manifest {
                         format!("rootfs.dirs[{i}].dest"),
                         "must be an absolute path without ..",
                     ));
+                }
+            }
+            for (i, b) in root.binaries.iter().enumerate() {
+                let dest = match &b.dest {
+                    Some(d) => d.clone(),
+                    None if b.src.is_absolute() => b.src.display().to_string(),
+                    None => {
+                        return Err(invalid(
+                            format!("rootfs.binaries[{i}].dest"),
+                            "needed when src is a relative path",
+                        ))
+                    }
+                };
+                if !absolute_plain(&dest) {
+                    return Err(invalid(
+                        format!("rootfs.binaries[{i}].dest"),
+                        "must be an absolute path without ..",
+                    ));
+                }
+            }
+            for (i, o) in root.oci.iter().enumerate() {
+                let field = format!("rootfs.oci[{i}]");
+                if o.name.is_empty() || o.name.contains(char::is_whitespace) {
+                    return Err(invalid(
+                        format!("{field}.name"),
+                        "must be an image reference such as keel.local/hello:1",
+                    ));
+                }
+                let paths = std::iter::once(("dest".to_owned(), &o.dest))
+                    .chain(
+                        o.files
+                            .iter()
+                            .enumerate()
+                            .map(|(j, f)| (format!("files[{j}].dest"), &f.dest)),
+                    )
+                    .chain(
+                        o.symlinks
+                            .iter()
+                            .enumerate()
+                            .map(|(j, l)| (format!("symlinks[{j}].dest"), &l.dest)),
+                    )
+                    .chain(
+                        o.dirs
+                            .iter()
+                            .enumerate()
+                            .map(|(j, d)| (format!("dirs[{j}].dest"), &d.dest)),
+                    );
+                for (what, dest) in paths {
+                    if !absolute_plain(dest) || dest == "/" {
+                        return Err(invalid(
+                            format!("{field}.{what}"),
+                            "must be an absolute path without ..",
+                        ));
+                    }
                 }
             }
         }
@@ -502,6 +623,43 @@ dest = "/data"
         }
         assert!(matches!(
             parse("name = \"d\"\n[rootfs]\n[disk]\nslots = 3"),
+            Err(ManifestError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn rootfs_binaries_and_oci_images() {
+        let m = parse(
+            "name = \"s\"\n[rootfs]\n[[rootfs.binaries]]\nsrc = \"/usr/bin/etcd\"\n\
+             [[rootfs.oci]]\nname = \"keel.local/hello:1\"\ndest = \"/oci/hello.tar\"\ncmd = [\"/bin/sh\"]\n\
+             [[rootfs.oci.files]]\nsrc = \"/bin/busybox\"\ndest = \"/bin/busybox\"",
+        )
+        .unwrap();
+        let root = m.rootfs.unwrap();
+        assert_eq!(root.binaries[0].src, Path::new("/usr/bin/etcd"));
+        assert_eq!(root.oci[0].files[0].dest, "/bin/busybox");
+        for (text, field) in [
+            ("[[rootfs.binaries]]\nsrc = \"etcd\"", "rootfs.binaries[0].dest"),
+            (
+                "[[rootfs.binaries]]\nsrc = \"/a\"\ndest = \"b\"",
+                "rootfs.binaries[0].dest",
+            ),
+            ("[[rootfs.oci]]\nname = \"\"\ndest = \"/a\"", "rootfs.oci[0].name"),
+            ("[[rootfs.oci]]\nname = \"x\"\ndest = \"a\"", "rootfs.oci[0].dest"),
+            (
+                "[[rootfs.oci]]\nname = \"x\"\ndest = \"/a\"\n[[rootfs.oci.dirs]]\ndest = \"/../x\"",
+                "rootfs.oci[0].dirs[0].dest",
+            ),
+        ] {
+            match parse(&format!("name = \"s\"\n[rootfs]\n{text}")) {
+                Err(ManifestError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse(
+                "name = \"s\"\n[rootfs]\n[[rootfs.oci]]\nname = \"x\"\ndest = \"/a\"\ncommand = []"
+            ),
             Err(ManifestError::Parse { .. })
         ));
     }

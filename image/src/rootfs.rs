@@ -54,6 +54,17 @@ pub enum RootfsError {
         /// What it said.
         stderr: String,
     },
+    /// The shared libraries of a `[[rootfs.binaries]]` program could not be found.
+    #[error("cannot find the libraries of {}: {reason}", binary.display())]
+    Libraries {
+        /// The program.
+        binary: PathBuf,
+        /// What ldd said, or why it could not be run.
+        reason: String,
+    },
+    /// An `[[rootfs.oci]]` image could not be built.
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
     /// The temporary directory or the output could not be written.
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -88,7 +99,7 @@ pub fn build_rootfs(manifest: &Manifest, keel: &Path) -> Result<RootImage, Rootf
         .tempdir()
         .map_err(|source| stage_err("/", Path::new("-"), source))?;
     let tree = work.path().join("root");
-    stage(manifest, spec, keel, &tree)?;
+    stage(manifest, spec, keel, &tree, mtime.into())?;
     let out = work.path().join("root.erofs");
     let uuid = root_uuid(manifest);
     let output = Command::new("mkfs.erofs")
@@ -118,12 +129,14 @@ fn stage_err(dest: &str, src: &Path, source: std::io::Error) -> RootfsError {
     }
 }
 
-/// Writes the tree of the root image under `tree`.
+/// Writes the tree of the root image under `tree` (`mtime`: the OCI
+/// archives' timestamps).
 pub fn stage(
     manifest: &Manifest,
     spec: &RootfsSpec,
     keel: &Path,
     tree: &Path,
+    mtime: u64,
 ) -> Result<(), RootfsError> {
     for (dir, mode) in [
         ("/proc", 0o555),
@@ -162,7 +175,79 @@ pub fn stage(
     for l in &spec.symlinks {
         make_symlink(tree, &l.dest, &l.target)?;
     }
+    let mut libraries = std::collections::BTreeSet::new();
+    for b in &spec.binaries {
+        let src = manifest.resolve(&b.src);
+        let dest = b
+            .dest
+            .clone()
+            .unwrap_or_else(|| b.src.display().to_string());
+        copy_file(tree, &dest, &src, None)?;
+        libraries.extend(shared_libraries(&src)?);
+    }
+    for lib in &libraries {
+        copy_file(tree, lib, Path::new(lib), None)?;
+    }
+    for o in &spec.oci {
+        let image = crate::oci::build_oci(manifest, o, mtime)?;
+        let path = host_path(tree, &o.dest);
+        make_parents(tree, &path, &o.dest)?;
+        std::fs::write(&path, &image.bytes).map_err(|e| stage_err(&o.dest, Path::new("-"), e))?;
+        set_mode(&path, &o.dest, 0o644)?;
+    }
     Ok(())
+}
+
+/// The ELF interpreter and shared libraries `binary` loads, as absolute
+/// host paths, from the host's `ldd`. A static program has none.
+pub fn shared_libraries(binary: &Path) -> Result<Vec<String>, RootfsError> {
+    let err = |reason: String| RootfsError::Libraries {
+        binary: binary.to_owned(),
+        reason,
+    };
+    if !binary.is_file() {
+        return Err(err("no such file".into()));
+    }
+    let out = Command::new("ldd")
+        .arg(binary)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| err(format!("cannot run ldd: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        if text.contains("not a dynamic executable") || stderr.contains("not a dynamic executable")
+        {
+            return Ok(Vec::new());
+        }
+        return Err(err(format!("ldd failed: {}", stderr.trim())));
+    }
+    parse_ldd(&text).map_err(err)
+}
+
+/// The paths in `ldd` output: `name => /path (0x…)` and `/interp (0x…)`;
+/// the vDSO has no file and is skipped; `=> not found` is an error.
+fn parse_ldd(text: &str) -> Result<Vec<String>, String> {
+    let mut paths = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.contains("statically linked") {
+            continue;
+        }
+        let path = match line.split_once("=>") {
+            Some((name, rest)) => {
+                let rest = rest.trim();
+                if rest.starts_with("not found") {
+                    return Err(format!("{} not found", name.trim()));
+                }
+                rest.split(" (").next().unwrap_or("").trim()
+            }
+            None => line.split(" (").next().unwrap_or("").trim(),
+        };
+        if path.starts_with('/') {
+            paths.push(path.to_owned());
+        }
+    }
+    Ok(paths)
 }
 
 fn host_path(tree: &Path, dest: &str) -> PathBuf {
@@ -246,7 +331,7 @@ mod tests {
         let keel = tmp.path().join("keel");
         std::fs::write(&keel, "#!keel").unwrap();
         let tree = tmp.path().join("tree");
-        stage(&m, m.rootfs.as_ref().unwrap(), &keel, &tree).unwrap();
+        stage(&m, m.rootfs.as_ref().unwrap(), &keel, &tree, 0).unwrap();
         let mode = |p: &str| {
             std::fs::symlink_metadata(tree.join(p))
                 .unwrap()
@@ -276,6 +361,56 @@ mod tests {
             std::fs::read_link(tree.join("bin/sh")).unwrap(),
             Path::new("busybox")
         );
+    }
+
+    #[test]
+    fn ldd_output_to_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffc1d1f0000)\n\
+            \tlibseccomp.so.2 => /lib/x86_64-linux-gnu/libseccomp.so.2 (0x00007f0000000000)\n\
+            \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0000100000)\n\
+            \t/lib64/ld-linux-x86-64.so.2 (0x00007f0000200000)\n";
+        assert_eq!(
+            parse_ldd(text).unwrap(),
+            [
+                "/lib/x86_64-linux-gnu/libseccomp.so.2",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+        assert_eq!(
+            parse_ldd("\tlibfoo.so.1 => not found\n").unwrap_err(),
+            "libfoo.so.1 not found"
+        );
+        assert!(parse_ldd("\tstatically linked\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_binary_comes_with_its_interpreter_and_libraries() {
+        // /bin/sh on the build host is dynamic (dash or bash): its closure
+        // holds libc and the interpreter, copied to the host's paths.
+        let tmp = tempfile::tempdir().unwrap();
+        let text = "name = \"b\"\n[rootfs]\n[[rootfs.binaries]]\nsrc = \"/bin/sh\"\ndest = \"/bin/hostsh\"\n\
+            [[rootfs.binaries]]\nsrc = \"/bin/busybox\"\n";
+        let m = Manifest::parse(text, &tmp.path().join("b.toml")).unwrap();
+        let keel = tmp.path().join("keel");
+        std::fs::write(&keel, "#!keel").unwrap();
+        let tree = tmp.path().join("tree");
+        stage(&m, m.rootfs.as_ref().unwrap(), &keel, &tree, 0).unwrap();
+        assert!(tree.join("bin/hostsh").is_file());
+        assert!(tree.join("bin/busybox").is_file());
+        let libs = shared_libraries(Path::new("/bin/sh")).unwrap();
+        assert!(libs.iter().any(|l| l.contains("libc.so")), "{libs:?}");
+        assert!(libs.iter().any(|l| l.contains("ld-linux")), "{libs:?}");
+        for lib in &libs {
+            let copied = tree.join(lib.trim_start_matches('/'));
+            assert!(copied.is_file() && !copied.is_symlink(), "{lib}");
+        }
+        // A static program has no closure.
+        assert!(shared_libraries(Path::new("/bin/busybox"))
+            .unwrap()
+            .is_empty());
+        let e = shared_libraries(Path::new("/nonexistent")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent"), "{e}");
     }
 
     #[test]
