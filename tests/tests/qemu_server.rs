@@ -136,22 +136,25 @@ fn server_image_etcd_containerd_container_restart_and_agent() {
         "boot complete at {total} ms, etcd ready at {etcd}, containerd at {containerd}"
     );
     eprintln!("server boot: etcd ready {etcd:.0} ms, containerd ready {containerd:.0} ms, boot line {total} ms");
-    // Blessing (the slots work): after both as well, when it has landed.
-    if let Some(blessed) = c.lines().find(|l| l.contains("boot blessed at")) {
-        let at = ms_after(blessed, "blessed at ").unwrap();
-        assert!(
-            at >= etcd.max(containerd),
-            "{blessed}: etcd {etcd}, containerd {containerd}"
-        );
-        assert!(
-            line_of(c, "boot blessed at") > line_of(c, "keel: boot complete in"),
-            "{c}"
-        );
-    } else {
-        eprintln!(
-            "no `boot blessed` line: the slots work has not landed; checked the boot line only"
-        );
-    }
+    // Blessing: the slot is marked successful only after both are ready.
+    let blessed = c
+        .lines()
+        .find(|l| l.contains("boot blessed at"))
+        .unwrap_or_else(|| panic!("the boot was never blessed:\n{c}"));
+    assert!(
+        blessed.contains("slot A marked successful")
+            || blessed.contains("slot A was already successful"),
+        "{blessed}"
+    );
+    let at = ms_after(blessed, "blessed at ").unwrap();
+    assert!(
+        at >= etcd.max(containerd),
+        "{blessed}: etcd {etcd}, containerd {containerd}"
+    );
+    assert!(
+        line_of(c, "boot blessed at") > line_of(c, "keel: boot complete in"),
+        "{c}"
+    );
 
     // The container, from the OCI image keel-image built into the root.
     assert!(

@@ -17,6 +17,11 @@ wait_for() {
 state() { keel status "$1" 2>/dev/null | awk 'NR == 2 {print $2}'; }
 pid_of() { keel status "$1" 2>/dev/null | awk 'NR == 2 {print $3}'; }
 
+# The boot is blessed (slot A marked successful) once etcd, containerd and
+# the container stayed ready for the grace period; wait for it before the
+# restart below, which would start the grace period again.
+blessed() { grep -q '"blessed_us":[0-9]' /run/keel/slot.json 2>/dev/null; }
+if wait_for 60 blessed; then say "blessed: yes"; else say "blessed: no"; fi
 say "status-json: $(keel status --json)"
 say "tasks: $(ctr tasks ls | tr -s " \n" " ")"
 if etcdctl endpoint health; then say "etcd-health: ok"; else say "etcd-health: failed"; fi
