@@ -10,13 +10,16 @@ export KEEL_BIN := $(CURDIR)/build/keel
 # The server image from a GPT disk: etcd and containerd ready by sd_notify,
 # the container from the image's own OCI archive, etcdctl's health check,
 # keel agent on etcd; a virtio NIC from QEMU's user network for eth0. It
-# powers off once the boot is complete.
+# powers off once the boot is complete; the boot profile (time, critical
+# chain, blame) is printed and kept with its SVG chart in build/profile/.
 demo: deps keel keel-image
 	$(KEEL_IMAGE) boot images/server.toml --keel $(KEEL_BIN) --timeout 300 \
-		--append keel.after-boot=poweroff --qemu-arg=-nic --qemu-arg=user,model=virtio-net-pci
+		--append keel.after-boot=poweroff --qemu-arg=-nic --qemu-arg=user,model=virtio-net-pci \
+		--profile build/profile/server
 
 demo-minimal: deps keel keel-image
-	$(KEEL_IMAGE) boot images/minimal.toml --keel $(KEEL_BIN) --timeout 120
+	$(KEEL_IMAGE) boot images/minimal.toml --keel $(KEEL_BIN) --timeout 120 \
+		--profile build/profile/minimal
 
 deps:
 	@scripts/deps

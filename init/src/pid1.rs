@@ -98,6 +98,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     }
     // Stage 2 reports the boot from stage 1's start: the kernel's share
     // ends where keel's first instruction in the initramfs ran.
+    let stage2_at = stage2.then_some(started);
     let started = match cmdline.get("keel.started-us").and_then(|v| v.parse().ok()) {
         Some(us) if stage2 => Duration::from_micros(us),
         _ => started,
@@ -128,6 +129,7 @@ fn boot(started: Duration, args: &[String]) -> (Cmdline, PowerAction) {
     let after_boot = cmdline.get("keel.after-boot").and_then(PowerAction::parse);
     let mut host = crate::pid1_host::Pid1 {
         started,
+        stage2_at,
         problems: module_problems.into_iter().chain(loaded.problems).collect(),
         after_boot,
         record: crate::record::collect::Recorder::start(&cmdline, &loaded.units),

@@ -171,6 +171,17 @@ fn boots_from_disk_read_only_root_and_state_survives_a_reboot() {
     );
     let returned = value(c, "initramfs memory returned:").expect("memory line");
     eprintln!("boot 1: {returned}; {:?}", out.boot_line);
+    // The boot line has stage 1's own term, and the parts add up.
+    let line = out.boot_line.as_ref().expect("boot line");
+    let initramfs = line
+        .initramfs_ms
+        .expect("an initramfs term after a switch_root");
+    assert!(initramfs > 0, "{line:?}");
+    assert_eq!(
+        line.kernel_ms + initramfs + line.userspace_ms,
+        line.total_ms,
+        "{line:?}"
+    );
     // Stage 3 took /etc and /var down before powering off.
     let (etc, var, off) = (
         c.find("unmounted /etc").expect(c),
