@@ -21,6 +21,7 @@ pub mod cpio;
 pub mod gpt;
 pub mod modules;
 pub mod profile;
+pub mod sha256;
 
 #[cfg(feature = "host")]
 pub mod build;

@@ -15,7 +15,7 @@
 //! or 0) in the layer and in the archive, gzip without a name or time, JSON
 //! with sorted keys and no creation date.
 
-pub mod sha256;
+use crate::sha256;
 pub mod tar;
 
 use std::collections::BTreeMap;

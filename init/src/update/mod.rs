@@ -21,15 +21,13 @@
 //! `KEEL_UPDATE_PAUSE=STEP` (tests only: `unbootable`, `writing`, `written`,
 //! `backup`) stops the command at that point so a test can cut the power.
 
-mod sha256;
-
 use crate::exit;
 use crate::slots::{self, Paths};
 use crate::stage1::slot::{choose, Slot, SlotDisk, SlotError, Table};
 use keel_image::gpt::SlotAttrs;
+use keel_image::sha256::Sha256;
 use keel_kernel::block;
 use serde_json::{json, Value};
-use sha256::Sha256;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

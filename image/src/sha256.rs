@@ -1,5 +1,7 @@
-//! SHA-256 (FIPS 180-4), streaming: `keel update` checks an image against
-//! the hash it was given, without a crypto dependency in PID 1's binary.
+//! SHA-256 (FIPS 180-4), streaming. One implementation for both sides:
+//! `keel update` checks an image against the hash it was given (without a
+//! crypto dependency in PID 1's binary), and keel-image addresses OCI blobs
+//! by it.
 
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -63,6 +65,13 @@ impl Sha256 {
         self.state.iter().map(|w| format!("{w:08x}")).collect()
     }
 
+    /// The digest of `data` in one call, as lower-case hex.
+    pub fn hex_of(data: &[u8]) -> String {
+        let mut h = Sha256::default();
+        h.update(data);
+        h.hex()
+    }
+
     fn compress(&mut self, block: &[u8; 64]) {
         let mut w = [0u32; 64];
         for (i, c) in block.chunks(4).enumerate() {
@@ -101,6 +110,11 @@ impl Sha256 {
             *s = s.wrapping_add(v);
         }
     }
+}
+
+/// `sha256:` and the lowercase hex digest: an OCI content address.
+pub fn digest(data: &[u8]) -> String {
+    format!("sha256:{}", Sha256::hex_of(data))
 }
 
 #[cfg(test)]
