@@ -123,3 +123,23 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
         timed_out,
     }
 }
+
+/// A QEMU boot of `m`'s kernel with an initramfs built from `m` (written
+/// into `dir`), the manifest's command line and a 180 s limit: what every
+/// initramfs boot test starts from.
+pub fn initramfs_boot_config(
+    m: &keel_image::manifest::Manifest,
+    dir: &Path,
+) -> keel_image::qemu::BootConfig {
+    use keel_image::build::{build_initramfs, BuildOptions};
+    let opts = BuildOptions::new(keel_bin()).unwrap_or_else(|e| panic!("{e}"));
+    let ird = build_initramfs(m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let initrd = dir.join("initrd.cpio.gz");
+    std::fs::write(&initrd, &ird.bytes).expect("write the initramfs");
+    let kernel = keel_image::kernel::HostRoots::default()
+        .kernel(&m.kernel, m.base_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = keel_image::qemu::BootConfig::new(kernel.image, initrd, m.kernel.cmdline.clone());
+    cfg.timeout = Duration::from_secs(180);
+    cfg
+}

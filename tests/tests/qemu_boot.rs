@@ -4,30 +4,18 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_image::build::{build_initramfs, BuildOptions};
-use keel_image::kernel::HostRoots;
 use keel_image::manifest::Manifest;
-use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
-use keel_tests::{keel_bin, workspace, TempDir};
-use std::time::Duration;
+use keel_image::qemu::{self, BootOutcome, Verdict};
+use keel_tests::{initramfs_boot_config, workspace, TempDir};
 
 fn boot(manifest: &str) -> BootOutcome {
     boot_with(manifest, &[])
 }
 
 fn boot_with(manifest: &str, extra: &[&str]) -> BootOutcome {
-    let path = workspace().join(manifest);
-    let m = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let opts = BuildOptions::new(keel_bin()).unwrap();
-    let ird = build_initramfs(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let m = Manifest::load(&workspace().join(manifest)).unwrap_or_else(|e| panic!("{e}"));
     let dir = TempDir::new("qemu");
-    let initrd = dir.path().join("initrd.cpio.gz");
-    std::fs::write(&initrd, &ird.bytes).unwrap();
-    let kernel = HostRoots::default()
-        .kernel(&m.kernel, m.base_dir())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut cfg = BootConfig::new(kernel.image, initrd, m.kernel.cmdline.clone());
-    cfg.timeout = Duration::from_secs(180);
+    let mut cfg = initramfs_boot_config(&m, dir.path());
     cfg.extra_args = extra.iter().map(Into::into).collect();
     qemu::boot(&cfg).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -7,13 +7,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_image::build::{build_initramfs, BuildOptions};
-use keel_image::kernel::HostRoots;
 use keel_image::manifest::Manifest;
-use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
-use keel_tests::{keel_bin, workspace, TempDir};
+use keel_image::qemu::{self, BootOutcome, Verdict};
+use keel_tests::{initramfs_boot_config, workspace, TempDir};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Keel's kernel; `make test` builds it first (`make kernel`, cached).
 fn keel_kernel() -> PathBuf {
@@ -25,17 +22,9 @@ fn keel_kernel() -> PathBuf {
 /// Boots `m` on Keel's kernel, whatever kernel the manifest names.
 fn boot_on_keel_kernel(mut m: Manifest, extra: &[&str]) -> BootOutcome {
     m.kernel.image = Some(keel_kernel());
-    let opts = BuildOptions::new(keel_bin()).unwrap();
-    let ird = build_initramfs(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
     let dir = TempDir::new("qemu-keel-kernel");
-    let initrd = dir.path().join("initrd.cpio.gz");
-    std::fs::write(&initrd, &ird.bytes).unwrap();
-    let kernel = HostRoots::default()
-        .kernel(&m.kernel, m.base_dir())
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(kernel.image, keel_kernel());
-    let mut cfg = BootConfig::new(kernel.image, initrd, m.kernel.cmdline.clone());
-    cfg.timeout = Duration::from_secs(180);
+    let mut cfg = initramfs_boot_config(&m, dir.path());
+    assert_eq!(cfg.kernel, keel_kernel());
     cfg.extra_args = extra.iter().map(Into::into).collect();
     qemu::boot(&cfg).unwrap_or_else(|e| panic!("{e}"))
 }

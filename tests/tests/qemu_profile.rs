@@ -8,11 +8,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_image::build::{build_initramfs, BuildOptions};
-use keel_image::kernel::HostRoots;
 use keel_image::manifest::Manifest;
 use keel_image::qemu::{self, BootConfig, Verdict};
-use keel_tests::{keel_bin, run_with_timeout, workspace, TempDir};
+use keel_tests::{initramfs_boot_config, keel_bin, run_with_timeout, workspace, TempDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -22,16 +20,7 @@ const IMAGE: &str = "tests/images/chain.toml";
 
 fn config(dir: &Path) -> BootConfig {
     let m = Manifest::load(&workspace().join(IMAGE)).unwrap_or_else(|e| panic!("{e}"));
-    let ird = build_initramfs(&m, &BuildOptions::new(keel_bin()).unwrap())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let initrd = dir.join("initrd.cpio.gz");
-    std::fs::write(&initrd, &ird.bytes).unwrap();
-    let kernel = HostRoots::default()
-        .kernel(&m.kernel, m.base_dir())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut cfg = BootConfig::new(kernel.image, initrd, m.kernel.cmdline.clone());
-    cfg.timeout = Duration::from_secs(180);
-    cfg
+    initramfs_boot_config(&m, dir)
 }
 
 fn analyze(args: &[&str], record: &Path) -> String {
