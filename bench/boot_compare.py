@@ -11,8 +11,8 @@ keel-image's flags:
 
 For each (kernel, image): guest uptime when everything was ready (median, min,
 max), when /init started, the userspace share (ready - init start), QEMU's wall
-time, PID 1's Rss and Private_Dirty (/proc/1/smaps_rollup, printed by a last
-step in the guest), and the initramfs size. Prints a table, the issue's goals,
+time, PID 1's Rss, Private_Dirty and Anonymous (/proc/1/smaps_rollup, printed
+by a last step in the guest), and the initramfs size. Prints a table, the issue's goals,
 and writes bench/results.json (or --json PATH). A benchmark, not a test:
 nothing is asserted."""
 
@@ -37,7 +37,7 @@ BOOT_LINE = re.compile(r"keel: boot complete in (\d+) ms \(kernel (\d+) ms")
 READY = re.compile(r"bench: ready at ([0-9.]+) ms")
 INIT = re.compile(r"bench: init at ([0-9.]+) ms")
 RC_AT = re.compile(r"bench: rc at ([0-9.]+) s")
-MEM = re.compile(r"bench: pid1 rss_kb=(-?\d+) private_dirty_kb=(-?\d+)")
+MEM = re.compile(r"bench: pid1 rss_kb=(-?\d+) private_dirty_kb=(-?\d+) anon_kb=(-?\d+)")
 
 
 def debian_kernel():
@@ -90,7 +90,7 @@ def boot_once(image, kernel, initrd, extra, append, timeout):
             r["init_ms"] = float(i.group(1)) * (1000 if i.re is RC_AT else 1)
     mem = MEM.search(console)
     if mem:
-        r["rss_kb"], r["private_dirty_kb"] = int(mem.group(1)), int(mem.group(2))
+        r["rss_kb"], r["private_dirty_kb"], r["anon_kb"] = (int(g) for g in mem.groups())
     if "ready_ms" not in r or "degraded" in console:
         sys.exit(f"{image}: no clean readiness line in the console:\n{console}")
     if "init_ms" in r:
@@ -145,18 +145,20 @@ def main():
               "append": a.append, "kernels": dict(kernels), "keel_stripped_bytes": keel_size,
               "date": time.strftime("%Y-%m-%d"), "cases": {}}
     head = (f"{'kernel':7}{'init':13}{'ready ms med (min-max)':25}{'init at':>8}{'userspace':>10}"
-            f"{'wall ms':>8}{'PID1 RSS kB':>12}{'Priv_Dirty kB':>14}{'initramfs B':>12}")
+            f"{'wall ms':>8}{'PID1 RSS kB':>12}{'Priv_Dirty':>11}{'Anon kB':>8}{'initramfs B':>12}")
     print("\n" + head)
     for k, _ in kernels:
         for name, *_ in images:
             rs = runs[(k, name)]
             s = {key: summary([r.get(key) for r in rs])
-                 for key in ("ready_ms", "init_ms", "userspace_ms", "wall_ms", "rss_kb", "private_dirty_kb")}
+                 for key in ("ready_ms", "init_ms", "userspace_ms", "wall_ms", "rss_kb", "private_dirty_kb",
+                             "anon_kb")}
             result["cases"][f"{k}/{name}"] = dict(s, initramfs_bytes=built[name][1], runs=rs)
             ready = s["ready_ms"]
             print(f"{k:7}{name:13}{fmt(ready) + ' (' + fmt(ready, 'min') + '-' + fmt(ready, 'max') + ')':25}"
                   f"{fmt(s['init_ms']):>8}{fmt(s['userspace_ms']):>10}{fmt(s['wall_ms']):>8}"
-                  f"{fmt(s['rss_kb']):>12}{fmt(s['private_dirty_kb']):>14}{built[name][1]:>12}")
+                  f"{fmt(s['rss_kb']):>12}{fmt(s['private_dirty_kb']):>11}{fmt(s['anon_kb']):>8}"
+                  f"{built[name][1]:>12}")
     result["goals"] = goals(result["cases"], keel_size)
     with open(a.json, "w") as f:
         json.dump(result, f, indent=2)
@@ -188,9 +190,13 @@ def goals(cases, keel_size):
                          f"({'met' if ratio <= 1.2 else 'NOT met'}, goal <= 1.2); userspace "
                          f"(init start -> ready) keel {us_k:.0f} ms, floor {us_f:.1f} ms")
     rss = [c["rss_kb"]["max"] for n, c in cases.items() if n.endswith("/keel") and c["rss_kb"]]
+    anon = [c["anon_kb"]["max"] for n, c in cases.items() if n.endswith("/keel") and c["anon_kb"]]
     if rss:
-        g["pid1_rss_under_1mib"] = {"max_kb": max(rss), "met": max(rss) < 1024}
-        lines.append(f"keel PID 1 RSS: max {max(rss)} kB ({'met' if max(rss) < 1024 else 'NOT met'}, goal < 1024 kB)")
+        g["pid1_rss_under_1mib"] = {"max_kb": max(rss), "met": max(rss) < 1024,
+                                    "max_anon_kb": max(anon) if anon else None}
+        lines.append(f"keel PID 1 RSS: max {max(rss)} kB ({'met' if max(rss) < 1024 else 'NOT met'}, goal < 1024 kB;"
+                     f" the text it touched counts: initramfs files are ramfs pages), of which anonymous"
+                     f" (heap, stacks) max {max(anon) if anon else '-'} kB")
     g["keel_stripped_under_1mib"] = {"bytes": keel_size, "met": keel_size < 1 << 20,
                                      "under_1000_kib": keel_size < 1000 * 1024}
     lines.append(f"stripped keel: {keel_size} B = {keel_size / 1024:.0f} KiB "
