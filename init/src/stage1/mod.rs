@@ -73,16 +73,15 @@ pub fn wanted(cmdline: &Cmdline) -> bool {
     cmdline.get("keel.root").is_some() && cmdline.get("keel.stage") != Some("2")
 }
 
-/// A duration on the command line: `10` (seconds), `2s`, `500ms`.
+/// A duration on the command line: `10` (seconds), `2s`, `500ms`, `1m30s`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
+    // A bare number is seconds; anything else reads like a unit file's
+    // durations ("500ms", "1m30s").
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Some(Duration::from_secs_f64(v)),
+        Ok(_) => None,
+        Err(_) => keel_units::parse_duration(s).ok(),
     }
-    let secs = s.strip_suffix('s').unwrap_or(s);
-    secs.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
 }
 
 /// Runs stage 1. On success this process becomes the root's keel and
