@@ -202,7 +202,9 @@ mod tests {
         let f = LogFiles::default();
         assert_eq!(l.feed(b"hel", T, &f), Vec::<String>::new());
         assert_eq!(l.feed(b"lo\nwor", T, &f), vec!["hello".to_string()]);
+        assert_eq!(l.feed(b"ld", T, &f), Vec::<String>::new());
         assert_eq!(l.flush(T, &f), Some("world".to_string()));
+        assert_eq!(l.flush(T, &f), None, "nothing is left after a flush");
         assert_eq!(l.tail(0), vec!["hello", "world"]);
         assert_eq!(l.tail(1), vec!["world"]);
     }
