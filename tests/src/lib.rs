@@ -143,3 +143,42 @@ pub fn initramfs_boot_config(
     cfg.timeout = Duration::from_secs(180);
     cfg
 }
+
+/// How many console lines contain `needle`.
+pub fn count_lines(console: &str, needle: &str) -> usize {
+    console.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// What every clean initramfs boot shows: one boot line that adds up, a
+/// poweroff, QEMU exiting by itself, no panic.
+pub fn assert_clean_boot(out: &keel_image::qemu::BootOutcome) {
+    let c = &out.console;
+    assert_eq!(
+        out.verdict(),
+        keel_image::qemu::Verdict::Success,
+        "console:\n{c}"
+    );
+    assert_eq!(
+        count_lines(c, "keel: boot complete in"),
+        1,
+        "exactly one boot line:\n{c}"
+    );
+    let line = out.boot_line.as_ref().expect("boot line");
+    assert!(!line.degraded);
+    assert_eq!(
+        line.kernel_ms + line.userspace_ms,
+        line.total_ms,
+        "{line:?}"
+    );
+    assert!(
+        line.kernel_ms > 0,
+        "the kernel's share is measured: {line:?}"
+    );
+    assert!(c.contains("powering off"), "{c}");
+    assert!(out.exited && !out.timed_out, "QEMU exited by itself");
+    assert!(out.fatal_line.is_none(), "no panic: {:?}", out.fatal_line);
+    assert!(
+        !c.contains("Kernel panic") && !c.contains("Attempted to kill init"),
+        "{c}"
+    );
+}

@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 use keel_image::manifest::Manifest;
-use keel_image::qemu::{self, BootOutcome, Verdict};
-use keel_tests::{initramfs_boot_config, workspace, TempDir};
+use keel_image::qemu::{self, BootOutcome};
+use keel_tests::{assert_clean_boot as assert_clean, initramfs_boot_config, workspace, TempDir};
 use std::path::{Path, PathBuf};
 
 /// Keel's kernel; `make test` builds it first (`make kernel`, cached).
@@ -31,40 +31,6 @@ fn boot_on_keel_kernel(mut m: Manifest, extra: &[&str]) -> BootOutcome {
 
 fn load(manifest: &Path) -> Manifest {
     Manifest::load(manifest).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn count(console: &str, needle: &str) -> usize {
-    console.lines().filter(|l| l.contains(needle)).count()
-}
-
-/// What every clean boot shows: one boot line that adds up, a poweroff,
-/// QEMU exiting by itself, no panic.
-fn assert_clean(out: &BootOutcome) {
-    let c = &out.console;
-    assert_eq!(out.verdict(), Verdict::Success, "console:\n{c}");
-    assert_eq!(
-        count(c, "keel: boot complete in"),
-        1,
-        "exactly one boot line:\n{c}"
-    );
-    let line = out.boot_line.as_ref().expect("boot line");
-    assert!(!line.degraded);
-    assert_eq!(
-        line.kernel_ms + line.userspace_ms,
-        line.total_ms,
-        "{line:?}"
-    );
-    assert!(
-        line.kernel_ms > 0,
-        "the kernel's share is measured: {line:?}"
-    );
-    assert!(c.contains("powering off"), "{c}");
-    assert!(out.exited && !out.timed_out, "QEMU exited by itself");
-    assert!(out.fatal_line.is_none(), "no panic: {:?}", out.fatal_line);
-    assert!(
-        !c.contains("Kernel panic") && !c.contains("Attempted to kill init"),
-        "{c}"
-    );
 }
 
 #[test]
