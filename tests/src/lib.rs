@@ -182,3 +182,40 @@ pub fn assert_clean_boot(out: &keel_image::qemu::BootOutcome) {
         "{c}"
     );
 }
+
+/// Builds `m`'s initramfs (`dir/initrd.img`) and GPT disk (`dir/disk.img`),
+/// the way every disk-boot test starts; returns the kernel image to boot.
+pub fn build_disk_image(m: &keel_image::manifest::Manifest, dir: &Path) -> PathBuf {
+    use keel_image::build::{build_initramfs, BuildOptions};
+    let opts = BuildOptions::new(keel_bin()).unwrap_or_else(|e| panic!("{e}"));
+    let ird = build_initramfs(m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("initrd.img"), &ird.bytes).expect("write the initramfs");
+    keel_image::disk::build_disk(m, &keel_bin(), &dir.join("disk.img"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    keel_image::kernel::HostRoots::default()
+        .kernel(&m.kernel, m.base_dir())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .image
+}
+
+/// The checks of `tests/images/boot.toml`, on whichever kernel booted it:
+/// oneshot output, the simple service up at boot complete, the orphan
+/// reaped, oneshots finished before boot complete.
+pub fn assert_boot_scenario(out: &keel_image::qemu::BootOutcome) {
+    let c = &out.console;
+    assert!(
+        c.contains("hello from a keel oneshot"),
+        "oneshot output:\n{c}"
+    );
+    assert!(
+        c.contains("ticker is running"),
+        "simple service up at boot:\n{c}"
+    );
+    assert!(c.contains("forked-orphan"), "{c}");
+    assert!(c.contains("zombies=0"), "an orphan was left a zombie:\n{c}");
+    let boot_at = c.find("keel: boot complete").unwrap_or(0);
+    assert!(
+        c.find("zombies=0").unwrap_or(usize::MAX) < boot_at,
+        "oneshots finish before boot completes"
+    );
+}

@@ -6,7 +6,9 @@
 
 use keel_image::manifest::Manifest;
 use keel_image::qemu::{self, BootOutcome, Verdict};
-use keel_tests::{assert_clean_boot, initramfs_boot_config, workspace, TempDir};
+use keel_tests::{
+    assert_boot_scenario, assert_clean_boot, initramfs_boot_config, workspace, TempDir,
+};
 
 fn boot(manifest: &str) -> BootOutcome {
     boot_with(manifest, &[])
@@ -23,23 +25,8 @@ fn boot_with(manifest: &str, extra: &[&str]) -> BootOutcome {
 #[test]
 fn minimal_boot_runs_units_reaps_orphans_and_powers_off() {
     let out = boot("tests/images/boot.toml");
-    let c = &out.console;
     assert_clean_boot(&out);
-    assert!(
-        c.contains("hello from a keel oneshot"),
-        "oneshot output:\n{c}"
-    );
-    assert!(
-        c.contains("ticker is running"),
-        "simple service up at boot:\n{c}"
-    );
-    assert!(c.contains("forked-orphan"), "{c}");
-    assert!(c.contains("zombies=0"), "an orphan was left a zombie:\n{c}");
-    let boot_at = c.find("keel: boot complete").unwrap_or(0);
-    assert!(
-        c.find("zombies=0").unwrap_or(usize::MAX) < boot_at,
-        "oneshots finish before boot completes"
-    );
+    assert_boot_scenario(&out);
 }
 
 #[test]

@@ -6,13 +6,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_image::build::{build_initramfs, BuildOptions};
-use keel_image::disk::{build_disk, STATE};
+use keel_image::disk::STATE;
 use keel_image::gpt::Gpt;
-use keel_image::kernel::HostRoots;
 use keel_image::manifest::Manifest;
 use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
-use keel_tests::{keel_bin, workspace, TempDir};
+use keel_tests::{build_disk_image, workspace, TempDir};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,14 +26,7 @@ impl Image {
     fn build(manifest: &str) -> Image {
         let m = Manifest::load(&workspace().join(manifest)).unwrap_or_else(|e| panic!("{e}"));
         let dir = TempDir::new("qemu-disk");
-        let opts = BuildOptions::new(keel_bin()).unwrap();
-        let ird = build_initramfs(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("initrd.img"), &ird.bytes).unwrap();
-        build_disk(&m, &keel_bin(), &dir.path().join("disk.img")).unwrap_or_else(|e| panic!("{e}"));
-        let kernel = HostRoots::default()
-            .kernel(&m.kernel, m.base_dir())
-            .unwrap_or_else(|e| panic!("{e}"))
-            .image;
+        let kernel = build_disk_image(&m, dir.path());
         Image {
             dir,
             manifest: m,

@@ -9,7 +9,10 @@
 
 use keel_image::manifest::Manifest;
 use keel_image::qemu::{self, BootOutcome};
-use keel_tests::{assert_clean_boot as assert_clean, initramfs_boot_config, workspace, TempDir};
+use keel_tests::{
+    assert_boot_scenario, assert_clean_boot as assert_clean, initramfs_boot_config, workspace,
+    TempDir,
+};
 use std::path::{Path, PathBuf};
 
 /// Keel's kernel; `make test` builds it first (`make kernel`, cached).
@@ -59,23 +62,8 @@ fn minimal_image_boots_on_keels_kernel() {
 #[test]
 fn boot_scenario_runs_units_reaps_orphans_and_powers_off_on_keels_kernel() {
     let out = boot_on_keel_kernel(load(&workspace().join("tests/images/boot.toml")), &[]);
-    let c = &out.console;
     assert_clean(&out);
-    assert!(
-        c.contains("hello from a keel oneshot"),
-        "oneshot output:\n{c}"
-    );
-    assert!(
-        c.contains("ticker is running"),
-        "simple service up at boot:\n{c}"
-    );
-    assert!(c.contains("forked-orphan"), "{c}");
-    assert!(c.contains("zombies=0"), "an orphan was left a zombie:\n{c}");
-    let boot_at = c.find("keel: boot complete").unwrap_or(0);
-    assert!(
-        c.find("zombies=0").unwrap_or(usize::MAX) < boot_at,
-        "oneshots finish before boot completes"
-    );
+    assert_boot_scenario(&out);
 }
 
 /// Each line `TOKEN PATH`: the guest prints `feature: TOKEN` when PATH exists.

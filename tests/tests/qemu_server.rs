@@ -11,12 +11,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_image::build::{build_initramfs, BuildOptions};
-use keel_image::disk::build_disk;
-use keel_image::kernel::HostRoots;
 use keel_image::manifest::{FileSpec, Manifest};
 use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
-use keel_tests::{keel_bin, workspace, TempDir};
+use keel_tests::{build_disk_image, workspace, TempDir};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,14 +33,7 @@ fn build(dir: &TempDir) -> (Manifest, PathBuf) {
             mode: Some(0o644),
         });
     }
-    let opts = BuildOptions::new(keel_bin()).unwrap();
-    let ird = build_initramfs(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.path().join("initrd.img"), &ird.bytes).unwrap();
-    build_disk(&m, &keel_bin(), &dir.path().join("disk.img")).unwrap_or_else(|e| panic!("{e}"));
-    let kernel = HostRoots::default()
-        .kernel(&m.kernel, m.base_dir())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .image;
+    let kernel = build_disk_image(&m, dir.path());
     (m, kernel)
 }
 
