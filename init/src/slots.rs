@@ -25,7 +25,7 @@
 //!
 //! State for `keel update status` is in `/run/keel/slot.json`.
 
-use crate::stage1::slot::{Slot, Table};
+use crate::stage1::slot::{Slot, SlotError, Table};
 use keel_kernel::clock::boottime;
 use keel_kernel::cmdline::Cmdline;
 use keel_kernel::watchdog::Watchdog;
@@ -199,6 +199,9 @@ pub struct Slots {
     journal: Option<Journal>,
     previous: Option<PreviousFailure>,
     blessed_at: Option<Duration>,
+    /// Blessed, but the slot's GPT entry is not written yet (its lock was
+    /// held by a `keel update` command).
+    unmarked: bool,
     gave_up: Option<String>,
 }
 
@@ -245,6 +248,7 @@ impl Slots {
             journal,
             previous,
             blessed_at: None,
+            unmarked: false,
             gave_up: None,
         };
         if let Some((slot, _)) = &s.slot {
@@ -281,24 +285,9 @@ impl Slots {
             return;
         }
         self.blessed_at = Some(at);
-        if let Some((slot, disk)) = &self.slot {
-            match mark_successful(disk, *slot) {
-                Ok(true) => log::info!(
-                    "boot blessed at {} ms: slot {} marked successful",
-                    at.as_millis(),
-                    slot.name()
-                ),
-                Ok(false) => log::info!(
-                    "boot blessed at {} ms: slot {} was already successful",
-                    at.as_millis(),
-                    slot.name()
-                ),
-                Err(e) => log::error!(
-                    "boot blessed at {} ms, but slot {} cannot be marked successful: {e}",
-                    at.as_millis(),
-                    slot.name()
-                ),
-            }
+        if self.slot.is_some() {
+            self.unmarked = true;
+            self.mark(at);
         } else {
             log::info!("boot blessed at {} ms", at.as_millis());
         }
@@ -314,6 +303,45 @@ impl Slots {
             j.remove();
         }
         self.save_state();
+    }
+
+    /// Writes the blessing to the slot's GPT entry. PID 1 never waits for
+    /// the table's lock: while a `keel update` command holds it, the next
+    /// tick tries again.
+    fn mark(&mut self, at: Duration) {
+        let Some((slot, disk)) = &self.slot else {
+            self.unmarked = false;
+            return;
+        };
+        let slot = *slot;
+        match mark_successful(disk, slot, false) {
+            Ok(true) => log::info!(
+                "boot blessed at {} ms: slot {} marked successful",
+                at.as_millis(),
+                slot.name()
+            ),
+            Ok(false) => log::info!(
+                "boot blessed at {} ms: slot {} was already successful",
+                at.as_millis(),
+                slot.name()
+            ),
+            Err(SlotError::Busy { disk }) => {
+                log::info!(
+                    "boot blessed at {} ms: {} is locked by a `keel update` command; \
+                     marking slot {} successful once it is released",
+                    at.as_millis(),
+                    disk.display(),
+                    slot.name()
+                );
+                return;
+            }
+            Err(e) => log::error!(
+                "boot blessed at {} ms, but slot {} cannot be marked successful: {e}",
+                at.as_millis(),
+                slot.name()
+            ),
+        }
+        self.unmarked = false;
     }
 
     /// The periodic tick: pet the watchdog, keep the logs, and give the
@@ -333,7 +361,10 @@ impl Slots {
         if let Some(j) = &mut self.journal {
             j.flush(&self.paths, now);
         }
-        self.blessed_at.is_none() || self.watchdog.is_some()
+        if let (true, Some(at)) = (self.unmarked, self.blessed_at) {
+            self.mark(at);
+        }
+        self.blessed_at.is_none() || self.watchdog.is_some() || self.unmarked
     }
 
     fn give_up(&mut self, now: Duration) {
@@ -415,8 +446,18 @@ impl Slots {
 }
 
 /// Marks `slot` successful (tries 0) on `disk`; false if it already was.
-pub fn mark_successful(disk: &Path, slot: Slot) -> Result<bool, crate::stage1::slot::SlotError> {
-    let mut t = Table::open(disk)?;
+/// Without `wait`, a table locked by another process is
+/// [`SlotError::Busy`](crate::stage1::slot::SlotError::Busy) at once.
+pub fn mark_successful(
+    disk: &Path,
+    slot: Slot,
+    wait: bool,
+) -> Result<bool, crate::stage1::slot::SlotError> {
+    let mut t = if wait {
+        Table::open(disk)?
+    } else {
+        Table::try_open(disk)?
+    };
     let a = t.attrs(slot);
     if a.successful && a.tries == 0 {
         return Ok(false);
@@ -704,6 +745,53 @@ mod tests {
         }
         let n = std::fs::read_dir(paths.log.join(FAILED)).unwrap().count();
         assert_eq!(n, KEEP_FAILED);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_blessing_waits_for_a_locked_table_without_blocking() {
+        use keel_image::gpt::{types, Gpt, Guid, SlotAttrs};
+        let d = tmp("locked");
+        let disk = d.join("disk.img");
+        let mut g = Gpt::new(32 << 20, Guid::derived("d")).unwrap();
+        for l in ["KEEL-A", "KEEL-B"] {
+            g.add(l, types::LINUX_ROOT_X86_64, Guid::derived(l), 8 << 20)
+                .unwrap();
+        }
+        let tried = SlotAttrs {
+            priority: 2,
+            tries: 0,
+            successful: false,
+        };
+        g.set_slot("KEEL-B", tried);
+        let mut f = File::create(&disk).unwrap();
+        f.set_len(32 << 20).unwrap();
+        g.write(&mut f).unwrap();
+        drop(f);
+        let paths = Paths {
+            run: d.join("run"),
+            log: d.join("log"),
+            kmsg: d.join("no-kmsg"),
+        };
+        std::fs::create_dir_all(&paths.run).unwrap();
+        let stage1 = json!({"slot": "b", "slot_disk": disk.display().to_string()});
+        std::fs::write(paths.run.join("stage1.json"), stage1.to_string()).unwrap();
+        let mut s = Slots::start(
+            &Cmdline::parse("keel.watchdog=off keel.bless-deadline=100000h"),
+            paths,
+        )
+        .unwrap();
+
+        let held = Table::open(&disk).unwrap();
+        s.blessed(Duration::from_secs(3));
+        assert!(s.unmarked);
+        assert!(s.tick(), "the tick keeps trying");
+        assert_eq!(Table::read(&disk).unwrap().attrs(Slot::B), tried);
+        drop(held);
+        assert!(!s.tick(), "nothing left to do once marked");
+        assert!(!s.unmarked);
+        let b = Table::read(&disk).unwrap().attrs(Slot::B);
+        assert_eq!((b.priority, b.tries, b.successful), (2, 0, true));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

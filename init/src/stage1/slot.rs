@@ -174,6 +174,8 @@ pub enum SlotError {
     Gpt { disk: PathBuf, source: GptError },
     #[error("{disk} has no {label} partition")]
     NoSlot { disk: PathBuf, label: &'static str },
+    #[error("{disk}: the partition table is locked by another process (a `keel update` command)")]
+    Busy { disk: PathBuf },
 }
 
 /// The disk with the slots and its two partitions' device nodes.
@@ -232,23 +234,66 @@ pub struct Table {
     pub gpt: Gpt,
 }
 
+/// How [`Table`] takes the disk's lock (`flock` on the disk's node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Read-write, exclusive, waiting for it: `keel update`, stage 1.
+    Write,
+    /// Read-write, exclusive, or [`SlotError::Busy`]: PID 1, which must
+    /// never wait on another process.
+    TryWrite,
+    /// Read-only, no lock, no repair: `keel update status`.
+    Read,
+}
+
 impl Table {
-    /// Opens `disk` read-write and reads its GPT. A table whose copies
-    /// disagree or where one is damaged (a power cut during an update) is
-    /// rewritten whole from the copy that was read, so both are valid again.
+    /// Opens `disk` read-write, holding its lock until the table is
+    /// dropped, and reads its GPT. A table whose copies disagree or where
+    /// one is damaged (a power cut during an update) is rewritten whole from
+    /// the copy that was read, so both are valid again. The lock is what
+    /// tells that damage from a commit in progress in another process:
+    /// every writer holds it from reading the table to its last fsync.
     pub fn open(disk: &Path) -> Result<Table, SlotError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(disk)
-            .map_err(|source| SlotError::Open {
-                disk: disk.to_path_buf(),
-                source,
-            })?;
-        let size = block::size_bytes(&file).map_err(|source| SlotError::Open {
+        Table::open_as(disk, Access::Write)
+    }
+
+    /// [`Table::open`], or [`SlotError::Busy`] at once when another process
+    /// holds the lock.
+    pub fn try_open(disk: &Path) -> Result<Table, SlotError> {
+        Table::open_as(disk, Access::TryWrite)
+    }
+
+    /// Reads `disk`'s GPT without writing anything: damage stays in
+    /// `gpt.damage` for the caller to report. A read during another
+    /// process's commit sees either copy whole (each has its CRC).
+    pub fn read(disk: &Path) -> Result<Table, SlotError> {
+        Table::open_as(disk, Access::Read)
+    }
+
+    fn open_as(disk: &Path, access: Access) -> Result<Table, SlotError> {
+        let open_err = |source| SlotError::Open {
             disk: disk.to_path_buf(),
             source,
-        })?;
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(access != Access::Read)
+            .open(disk)
+            .map_err(open_err)?;
+        match access {
+            Access::Write => file.lock().map_err(open_err)?,
+            Access::TryWrite => match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(SlotError::Busy {
+                        disk: disk.to_path_buf(),
+                    })
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
+            },
+            Access::Read => {}
+        }
+        let size = block::size_bytes(&file).map_err(open_err)?;
         let gpt = Gpt::read(&mut file, size).map_err(|source| SlotError::Gpt {
             disk: disk.to_path_buf(),
             source,
@@ -258,13 +303,15 @@ impl Table {
             file,
             gpt,
         };
-        if let Some(damage) = t.gpt.damage.take() {
-            log::warn!(
-                "{}: {damage}; rewriting both GPT copies from the {:?} copy",
-                disk.display(),
-                t.gpt.read_from
-            );
-            t.commit()?;
+        if access != Access::Read {
+            if let Some(damage) = t.gpt.damage.take() {
+                log::warn!(
+                    "{}: {damage}; rewriting both GPT copies from the {:?} copy",
+                    disk.display(),
+                    t.gpt.read_from
+                );
+                t.commit()?;
+            }
         }
         for slot in Slot::BOTH {
             if t.gpt.find(slot.label()).is_none() {
@@ -501,8 +548,26 @@ mod tests {
         let mut f = OpenOptions::new().write(true).open(&path).unwrap();
         newer.write_backup(&mut f).unwrap();
         drop(f);
-        let t = Table::open(&path).unwrap();
+        // A reader (`keel update status`) only reports it: the copies may
+        // differ because another process is between them.
+        let before = std::fs::read(&path).unwrap();
+        let r = Table::read(&path).unwrap();
+        assert_eq!(r.attrs(Slot::B), s(2, 0, false));
+        assert!(r.gpt.damage.is_some());
+        assert!(std::fs::read(&path).unwrap() == before, "a read wrote");
+        // While a writer holds the lock, PID 1's try is refused at once;
+        // after it, the table is the writer's.
+        let mut w = Table::open(&path).unwrap();
+        assert!(matches!(
+            Table::try_open(&path),
+            Err(SlotError::Busy { disk }) if disk == path
+        ));
+        w.set(Slot::A, s(1, 0, true));
+        w.commit().unwrap();
+        drop(w);
+        let t = Table::try_open(&path).unwrap();
         assert_eq!(t.gpt.read_from, TableCopy::Primary);
+        assert_eq!(t.gpt.damage, None);
         let mut f = File::open(&path).unwrap();
         let fixed = Gpt::read(&mut f, 32 << 20).unwrap();
         assert_eq!(fixed.damage, None);

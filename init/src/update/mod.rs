@@ -445,7 +445,7 @@ fn read_back(node: &Path, size: u64) -> std::io::Result<String> {
 
 fn status(as_json: bool) -> Result<(), UpdateError> {
     let ctx = context()?;
-    let table = Table::open(&ctx.disk.disk)?;
+    let table = Table::read(&ctx.disk.disk)?;
     let state: Value = std::fs::read_to_string(ctx.paths.run.join(slots::STATE_FILE))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -462,6 +462,7 @@ fn status(as_json: bool) -> Result<(), UpdateError> {
         };
         let v = json!({
             "disk": ctx.disk.disk.display().to_string(),
+            "table_damage": table.gpt.damage,
             "a": slot(Slot::A), "b": slot(Slot::B),
             "booted": ctx.booted.map(Slot::id), "reason": ctx.reason,
             "blessed_ms": blessed_ms, "given_up": state["given_up"],
@@ -474,6 +475,12 @@ fn status(as_json: bool) -> Result<(), UpdateError> {
         return Ok(());
     }
     let mut text = format!("disk {}\n", ctx.disk.disk.display());
+    if let Some(damage) = &table.gpt.damage {
+        text += &format!(
+            "partition table: {damage}; showing the {:?} copy (the next writer repairs it)\n",
+            table.gpt.read_from
+        );
+    }
     for s in Slot::BOTH {
         text += &format!(
             "slot {} {}: {}{}\n",
@@ -565,7 +572,7 @@ fn mark_good() -> Result<(), UpdateError> {
         a: ctx.disk.a.clone(),
         b: ctx.disk.b.clone(),
     })?;
-    let changed = slots::mark_successful(&ctx.disk.disk, running)?;
+    let changed = slots::mark_successful(&ctx.disk.disk, running, true)?;
     println!(
         "keel update: slot {} {}",
         running.name(),

@@ -19,14 +19,21 @@ for w in $(busybox cat /proc/cmdline); do
 done
 echo "slot-version: $(busybox cat /etc/slot-version)"
 
+# Waits for the blessing while another reader hammers `keel update status`:
+# readers must never undo PID 1's write of the slot's GPT entry (a reader
+# that took the copies' difference mid-write for damage once did).
 blessed() {
+    (while :; do keel update status >/dev/null 2>&1; done) &
+    hammer=$!
     i=0
     until keel update status | busybox grep -q '^blessed at'; do
         i=$((i + 1))
-        if [ $i -gt 600 ]; then echo "driver: never blessed"; return 1; fi
+        if [ $i -gt 600 ]; then echo "driver: never blessed"; break; fi
         busybox sleep 0.1
     done
-    echo "driver: blessed"
+    kill $hammer
+    wait $hammer 2>/dev/null
+    [ $i -le 600 ] && echo "driver: blessed"
 }
 status() {
     keel update status 2>&1 | busybox sed 's/^/status: /'
