@@ -64,6 +64,8 @@ pub struct UnitCgroup {
     pub path: PathBuf,
     /// The path as /proc/PID/cgroup shows it, without the leading `/`.
     pub rel: PathBuf,
+    /// `cgroup.kill` was used on it.
+    killed: std::cell::Cell<bool>,
 }
 
 impl Cgroups {
@@ -112,7 +114,11 @@ impl Cgroups {
         let path = self.units.join(unit);
         mkdir(&path)?;
         let rel = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
-        Ok(UnitCgroup { path, rel })
+        Ok(UnitCgroup {
+            path,
+            rel,
+            killed: std::cell::Cell::new(false),
+        })
     }
 
     /// Writes a limit file (e.g. `memory.max`) if its controller is enabled;
@@ -166,6 +172,7 @@ impl UnitCgroup {
     /// while it runs; other signals go to each listed pid.
     pub fn signal_all(&self, signal: i32) -> usize {
         if signal == libc::SIGKILL && write(&self.path.join("cgroup.kill"), "1").is_ok() {
+            self.killed.set(true);
             return self.pids().len().max(1);
         }
         let pids = self.pids();
@@ -173,6 +180,17 @@ impl UnitCgroup {
             let _ = crate::process::kill(p, signal);
         }
         pids.len()
+    }
+
+    /// Whether `cgroup.kill` was used on it (see
+    /// [`Command::cgroup_by_migration`](crate::process::Command::cgroup_by_migration)).
+    pub fn was_killed(&self) -> bool {
+        self.killed.get()
+    }
+
+    /// Marks it as killed: `unit` found the directory of a killed one.
+    pub fn set_killed(&self) {
+        self.killed.set(true);
     }
 
     /// Removes the (empty) cgroup.

@@ -120,6 +120,8 @@ pub struct Command {
     no_new_privs: bool,
     new_session: bool,
     cgroup_procs: Option<CString>,
+    /// Join the cgroup by writing cgroup.procs after fork, not clone3.
+    cgroup_by_migration: bool,
     stdio: [Stdio; 3],
     cap_drop: Vec<libc::c_ulong>,
     listen_fds: Vec<RawFd>,
@@ -147,6 +149,7 @@ impl Command {
             no_new_privs: false,
             new_session: true,
             cgroup_procs: None,
+            cgroup_by_migration: false,
             stdio: [Stdio::Null, Stdio::Inherit, Stdio::Inherit],
             cap_drop: Vec::new(),
             listen_fds: Vec::new(),
@@ -204,6 +207,16 @@ impl Command {
     pub fn cgroup_procs(&mut self, path: &str) -> Result<&mut Self, SpawnError> {
         self.cgroup_procs = Some(CString::new(path)?);
         Ok(self)
+    }
+
+    /// Joins the cgroup by writing `cgroup.procs` from the child after a
+    /// plain fork instead of being born in it with clone3: for a cgroup
+    /// that `cgroup.kill` was used on. Some kernels (seen on 6.18.44) keep
+    /// killing every child cloned into such a cgroup, while one that moves
+    /// in lives.
+    pub fn cgroup_by_migration(&mut self, yes: bool) -> &mut Self {
+        self.cgroup_by_migration = yes;
+        self
     }
     /// Keeps only `keep` (capability numbers) in the bounding set: every
     /// capability up to `last_cap` (/proc/sys/kernel/cap_last_cap) that is
@@ -315,7 +328,7 @@ impl Command {
         });
         let mut in_cgroup = false;
         let mut pid = -1;
-        if let Some(dir) = &cgroup_dir {
+        if let Some(dir) = cgroup_dir.as_ref().filter(|_| !self.cgroup_by_migration) {
             pid = clone_into_cgroup(dir.as_raw_fd());
             in_cgroup = pid >= 0;
         }

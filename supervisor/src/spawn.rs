@@ -82,8 +82,21 @@ impl Supervisor {
             cmd.user(uid, gid, groups);
         }
         if let Some(cgs) = &self.config.cgroups {
+            // Each run gets a fresh cgroup (its counters start at zero) once
+            // the last one is empty; one still holding a process (kill-mode
+            // = "process" leftovers) is kept.
+            let mut killed = false;
+            if let Some(old) = self.cgroups.remove(name) {
+                if old.populated() || old.remove().is_err() {
+                    killed = old.was_killed();
+                }
+            }
             match cgs.unit(name) {
                 Ok(cg) => {
+                    if killed {
+                        cg.set_killed();
+                        cmd.cgroup_by_migration(true);
+                    }
                     self.apply_limits(name, &unit, &cg);
                     cmd.cgroup_procs(&cg.procs_file().to_string_lossy())
                         .map_err(e)?;
