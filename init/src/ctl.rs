@@ -171,6 +171,9 @@ fn print_status(reply: &Value, detail: bool) {
             if let Some(e) = u["last_exit"].as_str() {
                 println!("  last exit: {e}");
             }
+            if let (Some(n), Some(text)) = (u["errno"].as_i64(), u["error"].as_str()) {
+                println!("  error (ERRNO=): {n} ({text})");
+            }
             for ev in u["events"].as_array().into_iter().flatten() {
                 println!(
                     "  {:>10.3} ms  {}{}",

@@ -70,10 +70,28 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// What an errno value means, as strerror says it ("No such file or
+/// directory"), for errors a process reports as a number (sd_notify ERRNO=).
+pub fn errno_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
 /// Takes ownership of a descriptor a syscall just returned.
 pub(crate) fn owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: callers pass only descriptors freshly returned by the kernel
     // (checked by `cvt`), which nothing else owns.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod errno_tests {
+    #[test]
+    fn errno_text_is_strerror_without_the_number() {
+        assert_eq!(super::errno_text(2), "No such file or directory");
+    }
 }

@@ -375,6 +375,8 @@ impl Supervisor {
             "restarts": svc.map_or(0, |s| s.restarts),
             "last_exit": svc.and_then(|s| s.last_exit.clone()),
             "status": self.status.get(name),
+            "errno": self.errno.get(name),
+            "error": self.errno.get(name).map(|&e| keel_kernel::errno_text(e)),
             "reason": reason,
             "ready_ms": self.timeline.ready_at(name).map(ms),
             "waited_for": self.timeline.waited_for.get(name).cloned().flatten(),

@@ -123,7 +123,11 @@ impl Supervisor {
             self.status.insert(name.to_string(), s.clone());
         }
         if let Some(errno) = msg.errno {
-            log::warn!("{name}: reports errno {errno}");
+            log::warn!(
+                "{name}: reports error {errno} ({})",
+                keel_kernel::errno_text(errno)
+            );
+            self.errno.insert(name.to_string(), errno);
         }
         if let Some(pid) = msg.main_pid {
             let old = self.services.get(name).and_then(|s| s.state.pid());
@@ -160,7 +164,8 @@ impl Supervisor {
             self.feed(name, Event::ReloadingNotified);
         }
         if msg.stopping {
-            log::info!("{name}: stopping (STOPPING=1)");
+            log::info!("{name}: stopping by itself (STOPPING=1)");
+            self.feed(name, Event::StoppingNotified);
         }
         if msg.fdstore && !fds.is_empty() {
             let fdname = msg.fdname.clone().unwrap_or_else(|| "stored".into());

@@ -134,6 +134,7 @@ impl Supervisor {
         self.services.remove(name);
         self.logs.remove(name);
         self.status.remove(name);
+        self.errno.remove(name);
         self.fdstore.remove(name);
         self.waits.remove(name);
         for k in [

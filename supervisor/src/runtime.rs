@@ -175,6 +175,8 @@ pub struct Supervisor {
     pub(crate) notify: Option<NotifySocket>,
     /// The last STATUS= of each unit.
     pub(crate) status: BTreeMap<String, String>,
+    /// The last ERRNO= of each unit.
+    pub(crate) errno: BTreeMap<String, i32>,
     pub(crate) timeline: Timeline,
     /// When each unit last changed state.
     pub(crate) changed: BTreeMap<String, Duration>,
@@ -313,6 +315,7 @@ impl Supervisor {
             timer,
             notify,
             status: BTreeMap::new(),
+            errno: BTreeMap::new(),
             timeline: Timeline::default(),
             changed: BTreeMap::new(),
             logs,
@@ -744,7 +747,9 @@ impl Supervisor {
 /// The timeline marks a state change means.
 fn transition_marks(before: &State, after: &State, delay: Option<Duration>) -> Vec<Mark> {
     match (before, after) {
-        (State::Stopping { .. }, State::Exited { .. }) => vec![Mark::Stopped],
+        (State::Stopping { .. } | State::Deactivating { .. }, State::Exited { .. }) => {
+            vec![Mark::Stopped]
+        }
         (_, State::Exited { .. }) if before.pid().is_some() => vec![Mark::Ready],
         (_, State::Exited { .. }) => vec![Mark::Stopped],
         (_, State::Ready { .. }) => vec![Mark::Ready],
@@ -754,7 +759,7 @@ fn transition_marks(before: &State, after: &State, delay: Option<Duration>) -> V
         (_, State::Backoff) => vec![Mark::Restarting {
             delay: delay.unwrap_or_default(),
         }],
-        (_, State::Stopping { .. }) => vec![Mark::Stopping],
+        (_, State::Stopping { .. } | State::Deactivating { .. }) => vec![Mark::Stopping],
         _ => vec![],
     }
 }

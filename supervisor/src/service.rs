@@ -59,6 +59,10 @@ pub enum State {
         killed: bool,
         restart: bool,
     },
+    /// Said STOPPING=1: shutting down by itself. Its exit counts as from
+    /// ready (the restart policy applies); past its stop-timeout it is
+    /// killed.
+    Deactivating { pid: i32 },
     /// Exited and stays down: a finished oneshot, or a stopped service.
     Exited { status: Option<String> },
     /// Waiting out the restart delay.
@@ -77,7 +81,7 @@ impl State {
             State::Starting { .. } => "starting",
             State::Ready { .. } => "ready",
             State::Reloading { .. } => "reloading",
-            State::Stopping { .. } => "stopping",
+            State::Stopping { .. } | State::Deactivating { .. } => "stopping",
             State::Exited { .. } => "exited",
             State::Backoff => "backoff",
             State::Failed { .. } => "failed",
@@ -91,7 +95,8 @@ impl State {
             State::Starting { pid }
             | State::Ready { pid }
             | State::Reloading { pid }
-            | State::Stopping { pid, .. } => Some(pid),
+            | State::Stopping { pid, .. }
+            | State::Deactivating { pid } => Some(pid),
             _ => None,
         }
     }
@@ -143,6 +148,8 @@ pub enum Event {
     Reload,
     /// The service said RELOADING=1.
     ReloadingNotified,
+    /// The service said STOPPING=1.
+    StoppingNotified,
     /// Its health check or watchdog failed: kill it with `signal` and
     /// restart it.
     Kill { signal: i32, reason: String },
@@ -269,6 +276,32 @@ impl Service {
             (Ready { pid }, Event::ReloadingNotified) => {
                 self.state = Reloading { pid: *pid };
             }
+            (Ready { pid } | Reloading { pid }, Event::StoppingNotified) => {
+                // As systemd does: as if it had been sent its stop signal.
+                self.state = Deactivating { pid: *pid };
+                out.push(Action::SetTimer(now + p.stop_timeout));
+            }
+            (Deactivating { pid }, Event::Timer) => {
+                let pid = *pid;
+                out.push(Action::Log {
+                    error: true,
+                    message: format!(
+                        "said STOPPING=1 but did not exit within its stop-timeout of {}; \
+                         sending SIGKILL",
+                        fmt_duration(p.stop_timeout)
+                    ),
+                });
+                out.push(Action::Signal {
+                    pid,
+                    signal: libc::SIGKILL,
+                });
+                out.push(Action::SetTimer(now + p.stop_timeout));
+                self.state = Stopping {
+                    pid,
+                    killed: true,
+                    restart: p.restart != RestartPolicy::Never,
+                };
+            }
             (Reloading { pid }, Event::Timer) => {
                 let pid = *pid;
                 self.kill_for_restart(
@@ -281,7 +314,7 @@ impl Service {
                 );
             }
             (
-                Starting { pid } | Ready { pid } | Reloading { pid },
+                Starting { pid } | Ready { pid } | Reloading { pid } | Deactivating { pid },
                 Event::Kill { signal, reason },
             ) => {
                 let pid = *pid;
@@ -289,7 +322,9 @@ impl Service {
             }
             (Starting { .. }, Event::MainPid { pid }) => self.state = Starting { pid },
             (Ready { .. }, Event::MainPid { pid }) => self.state = Ready { pid },
-            (Starting { .. } | Stopping { .. }, Event::ExtendTimeout(d)) => {
+            (Reloading { .. }, Event::MainPid { pid }) => self.state = Reloading { pid },
+            (Deactivating { .. }, Event::MainPid { pid }) => self.state = Deactivating { pid },
+            (Starting { .. } | Stopping { .. } | Deactivating { .. }, Event::ExtendTimeout(d)) => {
                 out.push(Action::SetTimer(now + d));
             }
             (Starting { pid }, Event::Timer) => {
@@ -313,7 +348,7 @@ impl Service {
                 };
             }
             (
-                Starting { pid } | Ready { pid },
+                Starting { pid } | Ready { pid } | Reloading { pid } | Deactivating { pid },
                 Event::Exited {
                     pid: dead,
                     success,
@@ -322,7 +357,7 @@ impl Service {
             ) if *pid == dead => {
                 self.last_exit = Some(status.clone());
                 out.push(Action::ClearTimer);
-                let was_ready = matches!(self.state, Ready { .. } | Reloading { .. });
+                let was_ready = !matches!(self.state, Starting { .. });
                 if p.kind == Kind::Oneshot && success {
                     self.state = Exited {
                         status: Some(status),
@@ -344,7 +379,10 @@ impl Service {
             (Failed { .. }, Event::Exited { .. }) => {
                 // The process killed after a ready-timeout: already failed.
             }
-            (Starting { pid } | Ready { pid } | Reloading { pid }, Event::Stop) => {
+            (
+                Starting { pid } | Ready { pid } | Reloading { pid } | Deactivating { pid },
+                Event::Stop,
+            ) => {
                 let pid = *pid;
                 out.push(Action::Signal {
                     pid,

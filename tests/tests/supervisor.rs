@@ -642,3 +642,49 @@ exec = ["/bin/sh", "-c", "echo id=$(id -u):$(id -g) pwd=$(pwd) greeting=\"$GREET
     assert!(line.contains("oom=500"), "{line}");
     r.stop();
 }
+
+/// STOPPING=1 and ERRNO= from Debian's `systemd-notify`: the unit shows as
+/// stopping and its error while it drains; its clean exit then follows the
+/// restart policy (on-failure: stays down), and one that says STOPPING=1
+/// but never exits is killed after its stop-timeout and restarted.
+#[test]
+fn stopping_and_errno_from_systemd_notify() {
+    let leaving = r#"
+type = "notify"
+restart = "on-failure"
+exec = ["/bin/sh", "-c", "systemd-notify --ready; sleep 0.3; systemd-notify STOPPING=1 ERRNO=5 STATUS=draining; sleep 1.5; echo drained; exit 0"]
+"#;
+    let stuck = r#"
+type = "notify"
+restart = "on-failure"
+stop-timeout = "1s"
+exec = ["/bin/sh", "-c", "systemd-notify --ready; sleep 0.3; systemd-notify STOPPING=1; echo said-stopping; exec sleep 100"]
+"#;
+    let r = Running::start("stopping", &[("leaving", leaving), ("stuck", stuck)]);
+    r.wait_state("leaving", "stopping", Duration::from_secs(10));
+    let s = r.status_json("leaving");
+    assert!(s.contains("draining"), "{s}");
+    assert!(s.contains("\"errno\":5"), "{s}");
+    let text = r.ctl(&["status", "leaving"]).stdout;
+    assert!(text.contains("error (ERRNO=): 5 ("), "{text}");
+    r.wait_state("leaving", "exited", Duration::from_secs(10));
+    let s = r.status_json("leaving");
+    assert!(
+        s.contains("\"restarts\":0"),
+        "a clean exit after STOPPING=1: {s}"
+    );
+    assert!(r.output().contains("drained"), "{}", r.output());
+
+    r.wait_for(
+        "said STOPPING=1 but did not exit within its stop-timeout of 1s; sending SIGKILL",
+        Duration::from_secs(10),
+    );
+    r.wait_state("stuck", "ready", Duration::from_secs(10));
+    let s = r.status_json("stuck");
+    assert!(
+        !s.contains("\"restarts\":0"),
+        "restarted after the kill: {s}"
+    );
+    assert!(s.contains("killed by SIGKILL"), "{s}");
+    r.stop();
+}
