@@ -282,6 +282,7 @@ fn final_stage(action: PowerAction, unmount: bool) {
     // Everything left is a descendant of PID 1 (orphans are re-parented
     // here), so "no children" means no process is left.
     let _ = process::kill(-1, libc::SIGTERM);
+    kill_deaf_to_sigterm(Path::new("/proc"));
     if !wait_for_children(FINAL_TERM_WAIT) {
         log::warn!(
             "processes still running {} after SIGTERM; sending SIGKILL",
@@ -348,6 +349,75 @@ fn wait_for_children(limit: Duration) -> bool {
     }
 }
 
+/// SIGKILLs, at once, the processes SIGTERM cannot stop: those that
+/// ignore it, and a PID namespace's init (a container's) without a handler
+/// for it, which the kernel shields from it. Waiting for them would only
+/// wait out `FINAL_TERM_WAIT`. Only where `proc` is this PID namespace's.
+fn kill_deaf_to_sigterm(proc: &Path) {
+    let me = keel_kernel::getpid();
+    let ours = std::fs::read_to_string(proc.join("self/status"))
+        .ok()
+        .and_then(|t| status_field(&t, "Pid").and_then(|v| v.parse::<i32>().ok()))
+        == Some(me);
+    if !ours {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir(proc) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Some(why) = deaf_to_sigterm(&text) {
+            let name = status_field(&text, "Name").unwrap_or("?");
+            log::info!("PID {pid} ({name}) {why}: SIGKILL");
+            let _ = process::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Why the process whose /proc/PID/status is `status` cannot be stopped by
+/// SIGTERM, if it cannot. Kernel threads (parent 0 or kthreadd) are left out.
+fn deaf_to_sigterm(status: &str) -> Option<&'static str> {
+    let ppid: i32 = status_field(status, "PPid")?.parse().ok()?;
+    if ppid == 0 || ppid == 2 {
+        return None;
+    }
+    let mask = |key: &str| {
+        status_field(status, key)
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .unwrap_or(0)
+    };
+    let term = 1u64 << (libc::SIGTERM - 1);
+    if mask("SigIgn") & term != 0 {
+        return Some("ignores SIGTERM");
+    }
+    let nspid: Vec<&str> = status_field(status, "NSpid")?.split_whitespace().collect();
+    if nspid.len() > 1 && nspid.last() == Some(&"1") && mask("SigCgt") & term == 0 {
+        return Some("is a PID namespace's init without a SIGTERM handler");
+    }
+    None
+}
+
+/// The value of `key:` in a /proc/PID/status text.
+fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim())
+    })
+}
+
 /// The last resort: say why, then do what `keel.emergency=` asks.
 fn emergency(cmdline: &Cmdline, why: &str) -> ! {
     log::error!("emergency: {why}");
@@ -366,5 +436,43 @@ fn emergency(cmdline: &Cmdline, why: &str) -> ! {
     log::error!("emergency: reboot(2) failed: {e}; halting here");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(ppid: i32, nspid: &str, ign: &str, cgt: &str) -> String {
+        format!(
+            "Name:\tsh\nPid:\t40\nPPid:\t{ppid}\nNSpid:\t{nspid}\nSigBlk:\t0000000000000000\n\
+             SigIgn:\t{ign}\nSigCgt:\t{cgt}\n"
+        )
+    }
+
+    #[test]
+    fn who_sigterm_cannot_stop() {
+        let none = "0000000000000000";
+        let term = "0000000000004000";
+        // A container's init with no handler, in its own PID namespace.
+        assert!(deaf_to_sigterm(&status(30, "40\t1", none, none))
+            .is_some_and(|w| w.contains("PID namespace's init")));
+        // The same with a handler: SIGTERM reaches it.
+        assert_eq!(deaf_to_sigterm(&status(30, "40\t1", none, term)), None);
+        // Ignoring SIGTERM, anywhere.
+        assert_eq!(
+            deaf_to_sigterm(&status(1, "40", term, none)),
+            Some("ignores SIGTERM")
+        );
+        // An ordinary process, and kernel threads.
+        assert_eq!(deaf_to_sigterm(&status(1, "40", none, none)), None);
+        assert_eq!(
+            deaf_to_sigterm(&status(2, "40", "ffffffffffffffff", none)),
+            None
+        );
+        assert_eq!(
+            deaf_to_sigterm(&status(0, "2", "ffffffffffffffff", none)),
+            None
+        );
     }
 }

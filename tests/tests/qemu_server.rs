@@ -209,4 +209,14 @@ fn server_image_etcd_containerd_container_restart_and_agent() {
         format!("from-etcd gone, pid {upid} gone")
     );
     assert!(c.contains("check: done"), "{c}");
+
+    // Stage 3: the container's init (PID 1 of its namespace, no SIGTERM
+    // handler) outlives containerd by design; keel kills it at once rather
+    // than waiting out the 3 s for processes SIGTERM cannot stop.
+    let killed = line_of(
+        c,
+        "a PID namespace's init without a SIGTERM handler: SIGKILL",
+    );
+    assert!(killed.is_some(), "{c}");
+    assert!(!c.contains("processes still running"), "{c}");
 }
