@@ -82,13 +82,13 @@ impl Supervisor {
             cmd.user(uid, gid, groups);
         }
         if let Some(cgs) = &self.config.cgroups {
-            // Each run gets a fresh cgroup (its counters start at zero) once
-            // the last one is empty; one still holding a process (kill-mode
-            // = "process" leftovers) is kept.
+            // A cgroup that cgroup.kill was used on is replaced by a fresh
+            // one once it is empty, or else joined by migration (see
+            // `Command::cgroup_by_migration`); any other is reused.
             let mut killed = false;
             if let Some(old) = self.cgroups.remove(name) {
-                if old.populated() || old.remove().is_err() {
-                    killed = old.was_killed();
+                if old.was_killed() && (old.populated() || old.remove().is_err()) {
+                    killed = true;
                 }
             }
             match cgs.unit(name) {
