@@ -164,7 +164,14 @@ impl Supervisor {
             self.feed(name, Event::ReloadingNotified);
         }
         if msg.stopping {
-            log::info!("{name}: stopping by itself (STOPPING=1)");
+            // After keel's own stop signal it only confirms the stop.
+            let asked = matches!(
+                self.services.get(name).map(|s| &s.state),
+                Some(State::Stopping { .. })
+            );
+            if !asked {
+                log::info!("{name}: stopping by itself (STOPPING=1)");
+            }
             self.feed(name, Event::StoppingNotified);
         }
         if msg.fdstore && !fds.is_empty() {
