@@ -283,24 +283,8 @@ impl Service {
             }
             (Deactivating { pid }, Event::Timer) => {
                 let pid = *pid;
-                out.push(Action::Log {
-                    error: true,
-                    message: format!(
-                        "said STOPPING=1 but did not exit within its stop-timeout of {}; \
-                         sending SIGKILL",
-                        fmt_duration(p.stop_timeout)
-                    ),
-                });
-                out.push(Action::Signal {
-                    pid,
-                    signal: libc::SIGKILL,
-                });
-                out.push(Action::SetTimer(now + p.stop_timeout));
-                self.state = Stopping {
-                    pid,
-                    killed: true,
-                    restart: p.restart != RestartPolicy::Never,
-                };
+                let restart = p.restart != RestartPolicy::Never;
+                self.kill_past_stop_timeout(p, now, pid, restart, "said STOPPING=1 but ", &mut out);
             }
             (Reloading { pid }, Event::Timer) => {
                 let pid = *pid;
@@ -423,23 +407,7 @@ impl Service {
                 Event::Timer,
             ) => {
                 let (pid, restart) = (*pid, *restart);
-                out.push(Action::Log {
-                    error: true,
-                    message: format!(
-                        "did not stop within its stop-timeout of {}; sending SIGKILL",
-                        fmt_duration(p.stop_timeout)
-                    ),
-                });
-                out.push(Action::Signal {
-                    pid,
-                    signal: libc::SIGKILL,
-                });
-                out.push(Action::SetTimer(now + p.stop_timeout));
-                self.state = Stopping {
-                    pid,
-                    killed: true,
-                    restart,
-                };
+                self.kill_past_stop_timeout(p, now, pid, restart, "", &mut out);
             }
             (
                 Stopping { pid, restart, .. },
@@ -467,6 +435,36 @@ impl Service {
             _ => {}
         }
         out
+    }
+
+    /// SIGKILL for a service still there past its stop-timeout, the
+    /// log line starting with `said` (what it was waited for after).
+    fn kill_past_stop_timeout(
+        &mut self,
+        p: &Policy,
+        now: Duration,
+        pid: i32,
+        restart: bool,
+        said: &str,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Log {
+            error: true,
+            message: format!(
+                "{said}did not stop within its stop-timeout of {}; sending SIGKILL",
+                fmt_duration(p.stop_timeout)
+            ),
+        });
+        out.push(Action::Signal {
+            pid,
+            signal: libc::SIGKILL,
+        });
+        out.push(Action::SetTimer(now + p.stop_timeout));
+        self.state = State::Stopping {
+            pid,
+            killed: true,
+            restart,
+        };
     }
 
     /// Kills the main process because it failed a check; it restarts once

@@ -676,7 +676,7 @@ exec = ["/bin/sh", "-c", "systemd-notify --ready; sleep 0.3; systemd-notify STOP
     assert!(r.output().contains("drained"), "{}", r.output());
 
     r.wait_for(
-        "said STOPPING=1 but did not exit within its stop-timeout of 1s; sending SIGKILL",
+        "said STOPPING=1 but did not stop within its stop-timeout of 1s; sending SIGKILL",
         Duration::from_secs(10),
     );
     r.wait_state("stuck", "ready", Duration::from_secs(10));
