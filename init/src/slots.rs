@@ -363,6 +363,9 @@ impl Slots {
         }
         if let (true, Some(at)) = (self.unmarked, self.blessed_at) {
             self.mark(at);
+            if !self.unmarked {
+                self.save_state();
+            }
         }
         self.blessed_at.is_none() || self.watchdog.is_some() || self.unmarked
     }
@@ -429,6 +432,7 @@ impl Slots {
             "disk": self.slot.as_ref().map(|(_, d)| d.display().to_string()),
             "reason": self.reason,
             "blessed_us": self.blessed_at.map(|d| d.as_micros() as u64),
+            "slot_marked": self.blessed_at.is_some() && !self.unmarked,
             "given_up": self.gave_up,
             "watchdog": self.config.watchdog.name(),
             "watchdog_armed": self.watchdog.is_some(),
@@ -785,11 +789,17 @@ mod tests {
         let held = Table::open(&disk).unwrap();
         s.blessed(Duration::from_secs(3));
         assert!(s.unmarked);
+        let state = || -> Value {
+            let text = std::fs::read_to_string(d.join("run").join(STATE_FILE)).unwrap();
+            serde_json::from_str(&text).unwrap()
+        };
+        assert_eq!(state()["slot_marked"], false);
         assert!(s.tick(), "the tick keeps trying");
         assert_eq!(Table::read(&disk).unwrap().attrs(Slot::B), tried);
         drop(held);
         assert!(!s.tick(), "nothing left to do once marked");
         assert!(!s.unmarked);
+        assert_eq!(state()["slot_marked"], true);
         let b = Table::read(&disk).unwrap().attrs(Slot::B);
         assert_eq!((b.priority, b.tries, b.successful), (2, 0, true));
         std::fs::remove_dir_all(&d).unwrap();

@@ -465,7 +465,8 @@ fn status(as_json: bool) -> Result<(), UpdateError> {
             "table_damage": table.gpt.damage,
             "a": slot(Slot::A), "b": slot(Slot::B),
             "booted": ctx.booted.map(Slot::id), "reason": ctx.reason,
-            "blessed_ms": blessed_ms, "given_up": state["given_up"],
+            "blessed_ms": blessed_ms, "slot_marked": state["slot_marked"],
+            "given_up": state["given_up"],
             "watchdog": state["watchdog"], "watchdog_armed": state["watchdog_armed"],
             "next": next.slot.id(), "next_reason": next.reason,
             "last_failure": failure.as_ref().map(|f| json!({"slot": f.slot, "reason": f.reason,
@@ -500,6 +501,12 @@ fn status(as_json: bool) -> Result<(), UpdateError> {
         (None, _) => text += "booted: not from a slot\n",
     }
     match (blessed_ms, state["given_up"].as_str()) {
+        (Some(ms), _) if state["slot_marked"] == false => {
+            text += &format!(
+                "blessed at {ms} ms (the slot is marked successful once `keel update` \
+                 releases the partition table)\n"
+            )
+        }
         (Some(ms), _) => text += &format!("blessed at {ms} ms\n"),
         (None, Some(why)) => text += &format!("not blessed: given up: {why}\n"),
         (None, None) => {
