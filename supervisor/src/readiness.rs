@@ -369,7 +369,17 @@ impl Supervisor {
                 ms,
             ],
         };
-        let spawned = Command::new(&argv).and_then(|c| c.spawn());
+        // An exec probe runs as the unit's main process would (user,
+        // environment, directory); its output goes to the unit's log. The
+        // tcp and http probes are keel's own and run as keel.
+        let spawned = match (&probe, self.units.get(name).cloned()) {
+            (Probe::Exec(_), Some(unit)) => self
+                .unit_command(&unit, &argv)
+                .and_then(|mut c| self.spawn_logged(name, &mut c, &argv)),
+            _ => Command::new(&argv)
+                .and_then(|c| c.spawn())
+                .map_err(|e| e.to_string()),
+        };
         match spawned {
             Ok(pid) => {
                 self.probes.running.insert(pid, (name.to_string(), check));

@@ -28,8 +28,7 @@ impl Supervisor {
             .ok_or_else(|| "unknown unit".to_string())?
             .clone();
         let e = |e: process::SpawnError| e.to_string();
-        let mut cmd = Command::new(&unit.exec).map_err(e)?;
-        cmd.env("PATH", PATH).map_err(e)?;
+        let mut cmd = self.unit_command(&unit, &unit.exec)?;
         if unit.kind == keel_units::ServiceType::Notify {
             if let Some(path) = &self.config.notify_socket {
                 cmd.env("NOTIFY_SOCKET", &path.to_string_lossy())
@@ -40,46 +39,8 @@ impl Supervisor {
                     .map_err(e)?;
             }
         }
-        for (k, v) in &unit.environment {
-            cmd.env(k, v).map_err(e)?;
-        }
-        if let Some(dir) = &unit.working_directory {
-            cmd.cwd(&dir.to_string_lossy()).map_err(e)?;
-        }
-        if let Some(mask) = unit.umask {
-            cmd.umask(mask);
-        }
-        if let Some(n) = unit.limits.nofile {
-            cmd.rlimit(process::Resource::NoFile, n);
-        }
         if let Some(v) = unit.oom_score_adj {
             cmd.oom_score_adj(v);
-        }
-        cmd.no_new_privs(unit.no_new_privileges);
-        if let Some(caps) = &unit.capabilities {
-            let keep: Vec<u8> = caps.iter().map(|c| c.0).collect();
-            let last = std::fs::read_to_string(self.config.proc.join("sys/kernel/cap_last_cap"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(40);
-            cmd.cap_bounding(&keep, last);
-        }
-        if let Some(user) = &unit.user {
-            let user = ident_str(user);
-            let (uid, mut gid) =
-                creds::lookup_user(&self.config.passwd, &user).map_err(|e| e.to_string())?;
-            if let Some(g) = &unit.group {
-                gid = creds::lookup_group(&self.config.group, &ident_str(g))
-                    .map_err(|e| e.to_string())?;
-            }
-            let mut groups = creds::member_groups(&self.config.group, &user);
-            for g in &unit.supplementary_groups {
-                groups.push(
-                    creds::lookup_group(&self.config.group, &ident_str(g))
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            cmd.user(uid, gid, groups);
         }
         if let Some(cgs) = &self.config.cgroups {
             // A cgroup that cgroup.kill was used on is replaced by a fresh
@@ -112,13 +73,78 @@ impl Supervisor {
             .map(|v| v.iter().map(|(n, fd)| (fd.as_raw_fd(), n.clone())).unzip())
             .unwrap_or_default();
         cmd.listen_fds(fds, &names).map_err(e)?;
-        // stdout and stderr into one pipe the loop reads.
+        self.spawn_logged(name, &mut cmd, &unit.exec)
+    }
+
+    /// A command running `argv` in `unit`'s execution environment: PATH and
+    /// its environment, working directory, umask, open-file limit,
+    /// no_new_privs, capability bounding set, user, group and supplementary
+    /// groups. The main process and exec probes both run so.
+    pub(crate) fn unit_command(
+        &self,
+        unit: &keel_units::Unit,
+        argv: &[String],
+    ) -> Result<Command, String> {
+        let e = |e: process::SpawnError| e.to_string();
+        let mut cmd = Command::new(argv).map_err(e)?;
+        if !unit.environment.contains_key("PATH") {
+            cmd.env("PATH", PATH).map_err(e)?;
+        }
+        for (k, v) in &unit.environment {
+            cmd.env(k, v).map_err(e)?;
+        }
+        if let Some(dir) = &unit.working_directory {
+            cmd.cwd(&dir.to_string_lossy()).map_err(e)?;
+        }
+        if let Some(mask) = unit.umask {
+            cmd.umask(mask);
+        }
+        if let Some(n) = unit.limits.nofile {
+            cmd.rlimit(process::Resource::NoFile, n);
+        }
+        cmd.no_new_privs(unit.no_new_privileges);
+        if let Some(caps) = &unit.capabilities {
+            let keep: Vec<u8> = caps.iter().map(|c| c.0).collect();
+            let last = std::fs::read_to_string(self.config.proc.join("sys/kernel/cap_last_cap"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(40);
+            cmd.cap_bounding(&keep, last);
+        }
+        if let Some(user) = &unit.user {
+            let user = ident_str(user);
+            let (uid, mut gid) =
+                creds::lookup_user(&self.config.passwd, &user).map_err(|e| e.to_string())?;
+            if let Some(g) = &unit.group {
+                gid = creds::lookup_group(&self.config.group, &ident_str(g))
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut groups = creds::member_groups(&self.config.group, &user);
+            for g in &unit.supplementary_groups {
+                groups.push(
+                    creds::lookup_group(&self.config.group, &ident_str(g))
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            cmd.user(uid, gid, groups);
+        }
+        Ok(cmd)
+    }
+
+    /// Spawns `cmd` (running `argv`) with stdout and stderr in one pipe
+    /// into `name`'s log; the error names the failing step and the program.
+    pub(crate) fn spawn_logged(
+        &mut self,
+        name: &str,
+        cmd: &mut Command,
+        argv: &[String],
+    ) -> Result<i32, String> {
         let pipe = keel_kernel::fs::pipe(true).ok();
         if let Some((_, w)) = &pipe {
             cmd.stdout(Stdio::Fd(w.as_raw_fd()));
             cmd.stderr(Stdio::Fd(w.as_raw_fd()));
         }
-        let exe = unit.exec.first().map(String::as_str).unwrap_or("");
+        let exe = argv.first().map(String::as_str).unwrap_or("");
         let pid = cmd.spawn().map_err(|e| match e {
             process::SpawnError::Child { stage, source } => {
                 format!("{stage} failed for {exe}: {source}")

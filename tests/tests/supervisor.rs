@@ -688,3 +688,31 @@ exec = ["/bin/sh", "-c", "systemd-notify --ready; sleep 0.3; systemd-notify STOP
     assert!(s.contains("killed by SIGKILL"), "{s}");
     r.stop();
 }
+
+/// An exec probe runs as the unit's main process would: its user, its
+/// environment and working directory; its output goes to the unit's log.
+#[test]
+fn exec_probes_run_as_the_unit() {
+    let guarded = r#"
+user = "nobody"
+group = "nogroup"
+working-directory = "/tmp"
+environment = { GREETING = "hi" }
+exec = ["/bin/sleep", "100"]
+ready = { exec = ["/bin/sh", "-c", "echo probe id=$(id -u) pwd=$(pwd) greeting=$GREETING path=$PATH; [ $(id -u) = 65534 ] && [ \"$GREETING\" = hi ]"] }
+"#;
+    let r = Running::start("exec-probe", &[("guarded", guarded)]);
+    r.wait_state("guarded", "ready", Duration::from_secs(10));
+    let logs = r.ctl(&["logs", "guarded"]);
+    let line = logs
+        .stdout
+        .lines()
+        .find(|l| l.contains("probe id="))
+        .unwrap_or_else(|| panic!("the probe's output is in the unit's log:\n{}", logs.all()));
+    assert!(
+        line.contains("probe id=65534 pwd=/tmp greeting=hi"),
+        "{line}"
+    );
+    assert!(line.contains("path=/usr/local/sbin:"), "{line}");
+    r.stop();
+}
