@@ -10,6 +10,7 @@ use keel_image::disk::STATE;
 use keel_image::gpt::Gpt;
 use keel_image::manifest::Manifest;
 use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
+use keel_image::rootfs::root_uuid;
 use keel_tests::{build_disk_image, workspace, TempDir};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -183,10 +184,18 @@ fn boots_from_disk_read_only_root_and_state_survives_a_reboot() {
     let (clean, fsck) = image.check_state();
     assert!(clean, "e2fsck -n after boot 1:\n{fsck}");
 
-    // The same disk again: /var and /etc kept what boot 1 wrote.
-    let out = image.boot("");
+    // The same disk again, the root named by its file system's UUID this
+    // time: /var and /etc kept what boot 1 wrote.
+    let uuid = root_uuid(&image.manifest).to_string().to_lowercase();
+    let out = image.boot(&format!("keel.root=UUID={uuid}"));
     let c = &out.console;
     assert_eq!(out.verdict(), Verdict::Success, "console:\n{c}");
+    assert!(
+        c.contains(&format!(
+            "root UUID={uuid} is /dev/vda1 (erofs), mounted read-only"
+        )),
+        "{c}"
+    );
     assert_eq!(value(c, "var-boots-before="), Some("1"), "{c}");
     assert_eq!(value(c, "etc-marker="), Some("from-the-last-boot"), "{c}");
     let (clean, fsck) = image.check_state();
