@@ -110,4 +110,44 @@ mod tests {
         assert_eq!(probe(&vec![0u8; HEAD]), None);
         assert_eq!(probe(&[]), None);
     }
+
+    /// What the real tools write: mkfs.erofs with a UUID (Debian 12's 1.5
+    /// has no label option) and mke2fs with a label and a UUID, read back by
+    /// `probe_device` (what `keel.root=LABEL=`/`UUID=` match against).
+    #[test]
+    fn reads_what_mkfs_writes() {
+        let dir = std::env::temp_dir().join(format!("keel-probe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tree")).unwrap();
+        std::fs::write(dir.join("tree/hello"), "hi\n").unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+        };
+        let uuid = "0fd1a2b3-c4d5-4e6f-8a9b-0c1d2e3f4a5b";
+        let erofs = dir.join("root.erofs");
+        run(std::process::Command::new("mkfs.erofs")
+            .args([&format!("-U{uuid}"), "--quiet"])
+            .arg(&erofs)
+            .arg(dir.join("tree")));
+        let p = probe_device(&erofs).unwrap();
+        assert_eq!(
+            (p.fstype, p.uuid.as_deref(), p.label.as_deref()),
+            ("erofs", Some(uuid), None)
+        );
+        let ext4 = dir.join("state.ext4");
+        std::fs::File::create(&ext4)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        run(std::process::Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4", "-L", "KEEL-STATE", "-U", uuid])
+            .arg(&ext4));
+        let p = probe_device(&ext4).unwrap();
+        assert_eq!(
+            (p.fstype, p.uuid.as_deref(), p.label.as_deref()),
+            ("ext4", Some(uuid), Some("KEEL-STATE"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
