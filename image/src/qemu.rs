@@ -72,6 +72,10 @@ pub struct BootConfig {
     pub extra_args: Vec<OsString>,
     /// Copy the console to this process's stdout as it arrives.
     pub echo: bool,
+    /// Typed on the serial console, in order: once the console has shown a
+    /// whole line containing the first text, the second is sent (tests of
+    /// `keel.break=`'s shell). Empty: the console's input is closed.
+    pub console_input: Vec<(String, String)>,
 }
 
 /// The machine type that boots fastest under TCG here (see `images/README.md`).
@@ -93,6 +97,7 @@ impl BootConfig {
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
             echo: false,
+            console_input: Vec::new(),
         }
     }
 
@@ -286,7 +291,11 @@ pub fn boot(config: &BootConfig) -> Result<BootOutcome, QemuError> {
     let start = Instant::now();
     let mut child = Command::new(&config.qemu)
         .args(config.args())
-        .stdin(Stdio::null())
+        .stdin(if config.console_input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -298,6 +307,8 @@ pub fn boot(config: &BootConfig) -> Result<BootOutcome, QemuError> {
     let stderr_rx = pipe_reader(child.stderr.take());
 
     let mut watch = Watch::default();
+    let mut input = child.stdin.take();
+    let mut typed = 0;
     let mut deadline = start + config.timeout;
     let mut timed_out = false;
     let mut eof = false;
@@ -311,6 +322,18 @@ pub fn boot(config: &BootConfig) -> Result<BootOutcome, QemuError> {
             Ok(chunk) => {
                 if watch.take(&chunk, config.echo) {
                     deadline = deadline.min(Instant::now() + FATAL_GRACE);
+                }
+                while let (Some((after, text)), Some(stdin)) =
+                    (config.console_input.get(typed), input.as_mut())
+                {
+                    if !watch.console.contains(after.as_str()) {
+                        break;
+                    }
+                    // A guest that stopped reading is the test's to judge.
+                    let _ = stdin
+                        .write_all(text.as_bytes())
+                        .and_then(|()| stdin.flush());
+                    typed += 1;
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -109,3 +109,35 @@ fn cgroup_limits_are_enforced_in_the_guest() {
         "stop killed the whole cgroup and powered off:\n{c}"
     );
 }
+
+/// `keel.break=stage2`: keel stops before the units with /bin/sh on the
+/// console; what is typed there runs, and leaving the shell continues the
+/// boot.
+#[test]
+fn keel_break_gives_a_shell_on_the_console_then_the_boot_continues() {
+    let m =
+        Manifest::load(&workspace().join("images/minimal.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("qemu-break");
+    let mut cfg = initramfs_boot_config(&m, dir.path());
+    cfg.cmdline.push_str(" keel.break=stage2");
+    cfg.console_input = vec![(
+        "starting /bin/sh (exit it to continue)".into(),
+        "echo broke-in-$((6 * 7)) pid=$$; exit 3\n".into(),
+    )];
+    let out = qemu::boot(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let c = &out.console;
+    assert_eq!(out.verdict(), Verdict::Success, "{c}");
+    let shell = c
+        .find("keel.break=stage2: before the units start; starting /bin/sh")
+        .expect(c);
+    let typed = c
+        .find("broke-in-42 pid=")
+        .expect("the shell ran what was typed");
+    let ended = c.find("keel.break=stage2: shell ended").expect(c);
+    let complete = c.find("keel: boot complete in").expect(c);
+    assert!(shell < typed && typed < ended && ended < complete, "{c}");
+    assert!(
+        c[ended..].lines().next().unwrap().contains("3"),
+        "exit status 3:\n{c}"
+    );
+}

@@ -202,6 +202,20 @@ fn boots_from_disk_read_only_root_and_state_survives_a_reboot() {
     assert!(clean, "e2fsck -n after boot 2:\n{fsck}");
 }
 
+/// `keel.break=stage1` where the initramfs has no /bin/sh: said, and the
+/// boot goes on.
+#[test]
+fn keel_break_without_a_shell_says_so_and_boots() {
+    let image = Image::build("tests/images/disk.toml");
+    let out = image.boot("keel.break=stage1");
+    let c = &out.console;
+    assert_eq!(out.verdict(), Verdict::Success, "console:\n{c}");
+    assert!(
+        c.contains("keel.break=stage1: no /bin/sh in this image; continuing"),
+        "{c}"
+    );
+}
+
 #[test]
 fn a_missing_root_device_lists_the_devices_and_runs_the_emergency_action() {
     let image = Image::build("tests/images/disk.toml");
