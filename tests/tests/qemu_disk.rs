@@ -12,7 +12,7 @@ use keel_image::manifest::Manifest;
 use keel_image::qemu::{self, BootConfig, BootOutcome, Verdict};
 use keel_image::rootfs::root_uuid;
 use keel_tests::{build_disk_image, workspace, TempDir};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -90,6 +90,11 @@ fn no_panic(out: &BootOutcome) {
 }
 
 /// The value after `key` on its console line.
+/// The first console line containing `needle`.
+fn line_of<'a>(console: &'a str, needle: &str) -> Option<&'a str> {
+    console.lines().find(|l| l.contains(needle))
+}
+
 fn value<'a>(console: &'a str, key: &str) -> Option<&'a str> {
     console
         .lines()
@@ -214,6 +219,37 @@ fn keel_break_without_a_shell_says_so_and_boots() {
         c.contains("keel.break=stage1: no /bin/sh in this image; continuing"),
         "{c}"
     );
+}
+
+/// A state partition that will not mount (its superblock zeroed): /var is
+/// a tmpfs, said loudly, and the boot goes on with /etc still an overlay.
+#[test]
+fn an_unmountable_state_partition_leaves_a_tmpfs_var_and_a_booted_machine() {
+    let image = Image::build("tests/images/disk.toml");
+    let disk = image.disk();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk)
+        .unwrap();
+    let size = f.metadata().unwrap().len();
+    let gpt = Gpt::read(&mut f, size).unwrap();
+    let (_, p) = gpt.find(STATE).unwrap();
+    f.seek(SeekFrom::Start(p.offset() + 1024)).unwrap();
+    f.write_all(&[0u8; 1024]).unwrap();
+    drop(f);
+    let out = image.boot("");
+    let c = &out.console;
+    no_panic(&out);
+    assert!(out.boot_line.is_some(), "the boot completed:\n{c}");
+    let said = line_of(c, "/var is a tmpfs (").expect(c);
+    assert!(
+        said.contains("nothing written to /var or /etc will survive a reboot"),
+        "{said}"
+    );
+    assert!(c.contains("report: mount: /var tmpfs rw"), "{c}");
+    assert!(c.contains("report: mount: /etc overlay rw"), "{c}");
+    assert!(c.contains("persist-written"), "{c}");
 }
 
 #[test]
