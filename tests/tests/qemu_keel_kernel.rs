@@ -190,3 +190,50 @@ fn keels_kernel_has_every_feature_built_in() {
         "a timestamped kernel line:\n{c}"
     );
 }
+
+/// The hardware watchdog on Keel's kernel: `-device i6300esb` (built-in
+/// driver), armed by keel, petted while the boot waits for a boot-critical
+/// unit that never becomes ready, and no longer once the boot is given up
+/// at its deadline: the watchdog resets the machine (QEMU's -no-reboot
+/// then ends it), not keel.
+#[test]
+fn an_unblessed_boot_is_reset_by_the_i6300esb_watchdog() {
+    let dir = TempDir::new("keel-kernel-i6300esb");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("units")).unwrap();
+    std::fs::write(
+        d.join("units/never.toml"),
+        "description = \"never ready\"\ntype = \"notify\"\nexec = [\"/bin/busybox\", \"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    let manifest = "name = \"keel-kernel-i6300esb\"\n\n[kernel]\nrelease = \"auto\"\n\
+         cmdline = \"console=ttyS0 quiet panic=-1 keel.watchdog=until-blessed \
+         keel.watchdog-timeout=2 keel.bless-deadline=4s\"\n\n\
+         [initramfs]\ncompress = \"gzip\"\nunits = \"units\"\n\n\
+         [[initramfs.files]]\nsrc = \"/bin/busybox\"\ndest = \"/bin/busybox\"\nmode = 0o755\n";
+    let path = d.join("i6300esb.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = boot_on_keel_kernel(load(&path), &["-device", "i6300esb"]);
+    let c = &out.console;
+    assert!(out.fatal_line.is_none(), "{c}");
+    assert!(
+        c.contains("watchdog /dev/watchdog armed: 2 s, until-blessed"),
+        "{c}"
+    );
+    let gave_up = c.find("is given up: not blessed within 4000 ms").expect(c);
+    assert!(
+        c[gave_up..].contains("no longer petting the watchdog"),
+        "{c}"
+    );
+    assert!(
+        out.exited,
+        "QEMU ended by itself (the reset, with -no-reboot):\n{c}"
+    );
+    assert!(out.boot_line.is_none(), "{c}");
+    for keel_did in ["rebooting", "powering off", "reboot: Restarting system"] {
+        assert!(
+            !c.contains(keel_did),
+            "{keel_did:?}: keel did it, not the watchdog:\n{c}"
+        );
+    }
+}
