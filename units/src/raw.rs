@@ -3,18 +3,11 @@
 //! (rather than through `#[derive(Deserialize)]`) so that it can report every
 //! problem at once, each at its exact position, instead of stopping at the first.
 
-use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_spanned::__unstable as spanned;
-
 use crate::diag::{Diagnostic, LineIndex, Loc};
-
-/// The field name toml uses when it hands a date-time to `deserialize_any`.
-const DATETIME_FIELD: &str = "$__toml_private_datetime";
 
 /// A value with its position.
 #[derive(Debug, Clone)]
@@ -99,16 +92,8 @@ impl Table {
 /// TOML syntax error as a diagnostic.
 pub(crate) fn parse(file: &Arc<Path>, text: &str, unit: &str) -> Result<Table, Diagnostic> {
     let index = LineIndex::new(file.clone(), text);
-    match toml::from_str::<RawNode>(text) {
-        Ok(RawNode {
-            value: RawValue::Table(entries),
-            ..
-        }) => Ok(convert_table(entries, &index, &index.loc(0))),
-        Ok(_) => Err(Diagnostic::error(
-            &index.loc(0),
-            Some(unit),
-            "expected a table",
-        )),
+    match toml_edit::ImDocument::parse(text) {
+        Ok(doc) => Ok(from_table(doc.as_table(), &index, &index.loc(0))),
         Err(e) => {
             let loc = index.loc(e.span().map_or(0, |s| s.start));
             let message = e.message().trim().replace('\n', " ");
@@ -121,226 +106,83 @@ pub(crate) fn parse(file: &Arc<Path>, text: &str, unit: &str) -> Result<Table, D
     }
 }
 
-fn convert_table(entries: Vec<(RawKey, RawNode)>, index: &LineIndex<'_>, parent: &Loc) -> Table {
-    let mut out = Table {
-        entries: entries
-            .into_iter()
-            .map(|(key, node)| {
-                let key_loc = key
-                    .span
-                    .map_or_else(|| parent.clone(), |s| index.loc(s.start));
-                let node = convert(node, index, &key_loc);
-                Entry {
-                    key: key.name,
-                    key_loc,
-                    node,
-                }
-            })
-            .collect(),
-    };
+/// Where `span` starts, or `fallback` where the parser has none (implicit
+/// tables, the parents of dotted keys).
+fn loc_of(span: Option<Range<usize>>, index: &LineIndex<'_>, fallback: &Loc) -> Loc {
+    span.map_or_else(|| fallback.clone(), |s| index.loc(s.start))
+}
+
+fn from_table(t: &toml_edit::Table, index: &LineIndex<'_>, parent: &Loc) -> Table {
+    let mut out = Table::default();
+    for (key, item) in t.iter() {
+        let key_loc = loc_of(t.key(key).and_then(toml_edit::Key::span), index, parent);
+        if let Some(node) = from_item(item, index, &key_loc) {
+            out.entries.push(Entry {
+                key: key.to_owned(),
+                key_loc,
+                node,
+            });
+        }
+    }
     out.entries.sort_by(|a, b| a.key_loc.cmp(&b.key_loc));
     out
 }
 
-/// `fallback` positions values toml gives no span (implicit tables).
-fn convert(node: RawNode, index: &LineIndex<'_>, fallback: &Loc) -> Node {
-    let loc = node
-        .span
-        .map_or_else(|| fallback.clone(), |s| index.loc(s.start));
-    let value = match node.value {
-        RawValue::Str(s) => Value::Str(s),
-        RawValue::Int(i) => Value::Int(i),
-        RawValue::Float(f) => Value::Float(f),
-        RawValue::Bool(b) => Value::Bool(b),
-        RawValue::Datetime => Value::Datetime,
-        RawValue::Array(items) => {
-            Value::Array(items.into_iter().map(|n| convert(n, index, &loc)).collect())
+fn from_inline(t: &toml_edit::InlineTable, index: &LineIndex<'_>, parent: &Loc) -> Table {
+    let mut out = Table::default();
+    for (key, value) in t.iter() {
+        let key_loc = loc_of(t.key(key).and_then(toml_edit::Key::span), index, parent);
+        let node = from_value(value, index, &key_loc);
+        out.entries.push(Entry {
+            key: key.to_owned(),
+            key_loc,
+            node,
+        });
+    }
+    out.entries.sort_by(|a, b| a.key_loc.cmp(&b.key_loc));
+    out
+}
+
+fn from_item(item: &toml_edit::Item, index: &LineIndex<'_>, fallback: &Loc) -> Option<Node> {
+    match item {
+        toml_edit::Item::None => None,
+        toml_edit::Item::Value(v) => Some(from_value(v, index, fallback)),
+        toml_edit::Item::Table(t) => {
+            let loc = loc_of(t.span(), index, fallback);
+            let value = Value::Table(from_table(t, index, &loc));
+            Some(Node { loc, value })
         }
-        RawValue::Table(entries) => Value::Table(convert_table(entries, index, &loc)),
+        toml_edit::Item::ArrayOfTables(a) => {
+            let loc = loc_of(a.span(), index, fallback);
+            let tables = a
+                .iter()
+                .map(|t| {
+                    let at = loc_of(t.span(), index, &loc);
+                    let value = Value::Table(from_table(t, index, &at));
+                    Node { loc: at, value }
+                })
+                .collect();
+            Some(Node {
+                loc,
+                value: Value::Array(tables),
+            })
+        }
+    }
+}
+
+fn from_value(v: &toml_edit::Value, index: &LineIndex<'_>, fallback: &Loc) -> Node {
+    use toml_edit::Value as V;
+    let loc = loc_of(v.span(), index, fallback);
+    let value = match v {
+        V::String(s) => Value::Str(s.value().clone()),
+        V::Integer(i) => Value::Int(*i.value()),
+        V::Float(f) => Value::Float(*f.value()),
+        V::Boolean(b) => Value::Bool(*b.value()),
+        V::Datetime(_) => Value::Datetime,
+        V::Array(a) => Value::Array(a.iter().map(|x| from_value(x, index, &loc)).collect()),
+        V::InlineTable(t) => Value::Table(from_inline(t, index, &loc)),
     };
     Node { loc, value }
-}
-
-/// A value with the byte span toml gave it, if any.
-struct RawNode {
-    span: Option<Range<usize>>,
-    value: RawValue,
-}
-
-enum RawValue {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Datetime,
-    Array(Vec<RawNode>),
-    Table(Vec<(RawKey, RawNode)>),
-}
-
-struct RawKey {
-    name: String,
-    span: Option<Range<usize>>,
-}
-
-const SPANNED_FIELDS: [&str; 3] = [
-    spanned::START_FIELD,
-    spanned::END_FIELD,
-    spanned::VALUE_FIELD,
-];
-
-impl<'de> Deserialize<'de> for RawNode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawNode, D::Error> {
-        // Asking for a spanned struct makes toml hand us {start, end, value};
-        // a deserializer that has no span answers with the plain value.
-        d.deserialize_struct(
-            spanned::NAME,
-            &SPANNED_FIELDS,
-            NodeVisitor { spanned: true },
-        )
-    }
-}
-
-/// The value inside a spanned wrapper: asked for plainly, so that toml does
-/// not wrap it again.
-struct PlainValue(RawValue);
-
-impl<'de> Deserialize<'de> for PlainValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PlainValue, D::Error> {
-        d.deserialize_any(NodeVisitor { spanned: false })
-            .map(|n| PlainValue(n.value))
-    }
-}
-
-struct NodeVisitor {
-    spanned: bool,
-}
-
-fn plain(value: RawValue) -> RawNode {
-    RawNode { span: None, value }
-}
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = RawNode;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawNode, E> {
-        Ok(plain(RawValue::Bool(v)))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawNode, E> {
-        Ok(plain(RawValue::Int(v)))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNode, E> {
-        i64::try_from(v)
-            .map(|v| plain(RawValue::Int(v)))
-            .map_err(|_| E::custom("integer out of range"))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawNode, E> {
-        Ok(plain(RawValue::Float(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawNode, E> {
-        Ok(plain(RawValue::Str(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<RawNode, E> {
-        Ok(plain(RawValue::Str(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawNode, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<RawNode>()? {
-            items.push(item);
-        }
-        Ok(plain(RawValue::Array(items)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawNode, A::Error> {
-        let mut entries = Vec::new();
-        let Some(first) = map.next_key::<RawKey>()? else {
-            return Ok(plain(RawValue::Table(entries)));
-        };
-        // Field names of toml's own wrappers come without a span; a user's
-        // key of the same spelling always has one.
-        if first.span.is_none() {
-            if self.spanned && first.name == spanned::START_FIELD {
-                return visit_spanned(map);
-            }
-            if first.name == DATETIME_FIELD {
-                map.next_value::<String>()?;
-                return Ok(plain(RawValue::Datetime));
-            }
-        }
-        entries.push((first, map.next_value::<RawNode>()?));
-        while let Some(key) = map.next_key::<RawKey>()? {
-            entries.push((key, map.next_value::<RawNode>()?));
-        }
-        Ok(plain(RawValue::Table(entries)))
-    }
-}
-
-/// The rest of `{start, end, value}` once `start` has been read as a key.
-fn visit_spanned<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawNode, A::Error> {
-    let start: usize = map.next_value()?;
-    let mut end = start;
-    let mut value = None;
-    while let Some(key) = map.next_key::<RawKey>()? {
-        match key.name.as_str() {
-            spanned::END_FIELD => end = map.next_value()?,
-            spanned::VALUE_FIELD => value = Some(map.next_value::<PlainValue>()?.0),
-            _ => return Err(de::Error::custom("unexpected field in a spanned value")),
-        }
-    }
-    let value = value.ok_or_else(|| de::Error::missing_field(spanned::VALUE_FIELD))?;
-    Ok(RawNode {
-        span: Some(start..end.max(start)),
-        value,
-    })
-}
-
-impl<'de> Deserialize<'de> for RawKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawKey, D::Error> {
-        d.deserialize_struct(spanned::NAME, &SPANNED_FIELDS, KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = RawKey;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawKey, E> {
-        Ok(RawKey {
-            name: v.to_owned(),
-            span: None,
-        })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawKey, A::Error> {
-        let (mut start, mut end, mut name) = (0, 0, None);
-        while let Some(field) = map.next_key::<String>()? {
-            match field.as_str() {
-                spanned::START_FIELD => start = map.next_value()?,
-                spanned::END_FIELD => end = map.next_value()?,
-                spanned::VALUE_FIELD => name = Some(map.next_value::<String>()?),
-                _ => return Err(de::Error::custom("unexpected field in a spanned key")),
-            }
-        }
-        let name = name.ok_or_else(|| de::Error::missing_field(spanned::VALUE_FIELD))?;
-        Ok(RawKey {
-            name,
-            span: Some(start..end.max(start)),
-        })
-    }
 }
 
 #[cfg(test)]
