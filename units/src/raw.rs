@@ -112,7 +112,8 @@ fn loc_of(span: Option<Range<usize>>, index: &LineIndex<'_>, fallback: &Loc) -> 
     span.map_or_else(|| fallback.clone(), |s| index.loc(s.start))
 }
 
-fn from_table(t: &toml_edit::Table, index: &LineIndex<'_>, parent: &Loc) -> Table {
+/// A table, or an inline one: entries in file order.
+fn from_table(t: &dyn toml_edit::TableLike, index: &LineIndex<'_>, parent: &Loc) -> Table {
     let mut out = Table::default();
     for (key, item) in t.iter() {
         let key_loc = loc_of(t.key(key).and_then(toml_edit::Key::span), index, parent);
@@ -123,21 +124,6 @@ fn from_table(t: &toml_edit::Table, index: &LineIndex<'_>, parent: &Loc) -> Tabl
                 node,
             });
         }
-    }
-    out.entries.sort_by(|a, b| a.key_loc.cmp(&b.key_loc));
-    out
-}
-
-fn from_inline(t: &toml_edit::InlineTable, index: &LineIndex<'_>, parent: &Loc) -> Table {
-    let mut out = Table::default();
-    for (key, value) in t.iter() {
-        let key_loc = loc_of(t.key(key).and_then(toml_edit::Key::span), index, parent);
-        let node = from_value(value, index, &key_loc);
-        out.entries.push(Entry {
-            key: key.to_owned(),
-            key_loc,
-            node,
-        });
     }
     out.entries.sort_by(|a, b| a.key_loc.cmp(&b.key_loc));
     out
@@ -180,7 +166,7 @@ fn from_value(v: &toml_edit::Value, index: &LineIndex<'_>, fallback: &Loc) -> No
         V::Boolean(b) => Value::Bool(*b.value()),
         V::Datetime(_) => Value::Datetime,
         V::Array(a) => Value::Array(a.iter().map(|x| from_value(x, index, &loc)).collect()),
-        V::InlineTable(t) => Value::Table(from_inline(t, index, &loc)),
+        V::InlineTable(t) => Value::Table(from_table(t, index, &loc)),
     };
     Node { loc, value }
 }
