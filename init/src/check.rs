@@ -65,6 +65,7 @@ fn report(dirs: &[PathBuf], json: bool) -> (String, i32) {
                 .map(|e| json!({ "unit": e.unit, "reason": e.reason }))
                 .collect::<Vec<_>>(),
             "disabled": loaded.disabled,
+            "masked": loaded.masked,
             "diagnostics": loaded.diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
             "cycles": cycles.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "errors": errors,
@@ -105,6 +106,9 @@ fn text(
     }
     if !loaded.disabled.is_empty() {
         let _ = writeln!(out, "disabled: {}", loaded.disabled.join(" "));
+    }
+    if !loaded.masked.is_empty() {
+        let _ = writeln!(out, "masked: {}", loaded.masked.join(" "));
     }
     let _ = writeln!(
         out,

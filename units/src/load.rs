@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::diag::{Diagnostic, Loc};
-use crate::resolve::{resolve, Loaded, UnitSource};
+use crate::resolve::{resolve_masked, Loaded, UnitSource};
 use crate::validate::valid_unit_name;
 
 /// Where units live, the later winning: the image, the admin, the runtime.
@@ -55,6 +55,7 @@ pub fn load(dirs: &[PathBuf]) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut mains: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut dropins: BTreeMap<String, BTreeMap<OsString, PathBuf>> = BTreeMap::new();
+    let mut masked: BTreeMap<String, PathBuf> = BTreeMap::new();
     for dir in dirs {
         let entries = match sorted_entries(dir) {
             Ok(entries) => entries,
@@ -68,8 +69,13 @@ pub fn load(dirs: &[PathBuf]) -> Loaded {
             let Some(name) = file_name.to_str().filter(|n| !n.starts_with('.')) else {
                 continue;
             };
-            if let Some(stem) = name.strip_suffix(".toml").filter(|_| path.is_file()) {
+            if let Some(stem) = name.strip_suffix(".toml").filter(|_| links_to_null(&path)) {
+                // Masked, as systemd does it: `ln -s /dev/null NAME.toml`.
+                mains.remove(stem);
+                masked.insert(stem.to_owned(), path);
+            } else if let Some(stem) = name.strip_suffix(".toml").filter(|_| path.is_file()) {
                 if valid_unit_name(stem) {
+                    masked.remove(stem);
                     mains.insert(stem.to_owned(), path);
                 } else {
                     diagnostics.push(LoadError::BadName(stem.to_owned()).at(&path, None));
@@ -115,15 +121,23 @@ pub fn load(dirs: &[PathBuf]) -> Loaded {
         src.file = file;
         sources.push(src);
     }
+    for name in masked.keys() {
+        dropins.remove(name);
+    }
     for (name, orphans) in dropins {
         if let Some(path) = orphans.values().next() {
             diagnostics.push(LoadError::OrphanDropin(name).at(path, None));
         }
     }
-    let mut loaded = resolve(sources);
+    let mut loaded = resolve_masked(sources, masked.into_keys().collect());
     loaded.diagnostics.extend(diagnostics);
     loaded.diagnostics.sort();
     loaded
+}
+
+/// Whether `path` is a symbolic link to /dev/null (a masked unit).
+fn links_to_null(path: &Path) -> bool {
+    fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null"))
 }
 
 /// The entries of `dir`, sorted by file name.

@@ -43,6 +43,9 @@ pub struct Loaded {
     pub excluded: Vec<Excluded>,
     /// Units with `enabled = false`, sorted.
     pub disabled: Vec<String>,
+    /// Units masked by a link to /dev/null in the directory that wins,
+    /// sorted.
+    pub masked: Vec<String>,
 }
 
 impl Loaded {
@@ -64,7 +67,17 @@ struct Cause {
 
 /// Parses, merges, validates and cross-checks `sources`.
 pub fn resolve(sources: Vec<UnitSource>) -> Loaded {
-    let mut out = Loaded::default();
+    resolve_masked(sources, Vec::new())
+}
+
+/// [`resolve`], with the names of the masked units (which are not among
+/// `sources`): like disabled ones they do not start, and a unit that
+/// requires one is excluded, naming it.
+pub fn resolve_masked(sources: Vec<UnitSource>, masked: Vec<String>) -> Loaded {
+    let mut out = Loaded {
+        masked,
+        ..Loaded::default()
+    };
     let mut valid = BTreeMap::new();
     let mut causes: BTreeMap<String, Cause> = BTreeMap::new();
     for src in sources {
@@ -100,9 +113,11 @@ pub fn resolve(sources: Vec<UnitSource>) -> Loaded {
         .keys()
         .chain(causes.keys())
         .chain(&out.disabled)
+        .chain(&out.masked)
         .cloned()
         .collect();
     let disabled: BTreeSet<&str> = out.disabled.iter().map(String::as_str).collect();
+    let masked: BTreeSet<&str> = out.masked.iter().map(String::as_str).collect();
     let mut roots = causes.keys().cloned().collect::<Vec<_>>();
     for unit in valid.values() {
         let mut first = None;
@@ -116,7 +131,11 @@ pub fn resolve(sources: Vec<UnitSource>) -> Loaded {
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| unit.file_loc());
-            let (message, hint) = if disabled.contains(dep.as_str()) {
+            let (message, hint) = if masked.contains(dep.as_str()) {
+                let hint =
+                    format!("remove the link {dep}.toml -> /dev/null to unmask it, or use `wants`");
+                (format!("`requires` names `{dep}`, which is masked"), hint)
+            } else if disabled.contains(dep.as_str()) {
                 let hint =
                     format!("enable `{dep}`, or use `wants` for a dependency that may be off");
                 (format!("`requires` names `{dep}`, which is disabled"), hint)
@@ -170,7 +189,8 @@ pub fn resolve(sources: Vec<UnitSource>) -> Loaded {
         propagate(&valid, &mut causes, roots);
         valid.retain(|name, _| !causes.contains_key(name));
     }
-    wants_warnings(&valid, &causes, &known, &disabled, &mut out.diagnostics);
+    let off: BTreeSet<&str> = disabled.union(&masked).copied().collect();
+    wants_warnings(&valid, &causes, &known, &off, &mut out.diagnostics);
     out.units = valid;
     out.excluded = causes
         .into_iter()

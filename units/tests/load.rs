@@ -260,3 +260,55 @@ fn unreadable_files_bad_names_and_orphans_do_not_stop_the_others() {
         )]
     );
 }
+
+/// Masking as systemd does it: `NAME.toml` linked to /dev/null in a later
+/// directory drops the unit (its drop-ins too, without an orphan warning);
+/// a unit that requires it is excluded, naming it; a real file in a still
+/// later directory unmasks it.
+#[test]
+fn a_link_to_dev_null_masks_a_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lib, etc, run) = (
+        tmp.path().join("lib"),
+        tmp.path().join("etc"),
+        tmp.path().join("run"),
+    );
+    write(&lib.join("debug.toml"), OK.as_bytes());
+    write(
+        &lib.join("debug.d/x.toml"),
+        b"environment = { A = \"1\" }\n",
+    );
+    write(
+        &lib.join("web.toml"),
+        b"exec = [\"/bin/true\"]\nrequires = [\"debug\"]\n",
+    );
+    write(&lib.join("extra.toml"), OK.as_bytes());
+    write(
+        &lib.join("side.toml"),
+        b"exec = [\"/bin/true\"]\nwants = [\"extra\"]\n",
+    );
+    fs::create_dir_all(&etc).unwrap();
+    std::os::unix::fs::symlink("/dev/null", etc.join("debug.toml")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", etc.join("extra.toml")).unwrap();
+    // Unmasked again by the runtime directory.
+    std::os::unix::fs::symlink("/dev/null", etc.join("back.toml")).unwrap();
+    write(&lib.join("back.toml"), OK.as_bytes());
+    write(&run.join("back.toml"), OK.as_bytes());
+    let l = load(&[lib.clone(), etc.clone(), run.clone()]);
+    assert_eq!(l.masked, ["debug", "extra"]);
+    assert_eq!(names(&l), ["back", "side"]);
+    assert_eq!(
+        excluded(&l),
+        [(
+            "web".to_owned(),
+            "requires `debug`, which is masked".to_owned()
+        )]
+    );
+    let shown = shown(&l);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0].contains("`requires` names `debug`, which is masked")
+            && shown[0].contains("remove the link debug.toml -> /dev/null"),
+        "{shown:?}"
+    );
+}
