@@ -652,7 +652,7 @@ fn stopping_and_errno_from_systemd_notify() {
     let leaving = r#"
 type = "notify"
 restart = "on-failure"
-exec = ["/bin/sh", "-c", "systemd-notify --ready; sleep 0.3; systemd-notify STOPPING=1 ERRNO=5 STATUS=draining; sleep 1.5; echo drained; exit 0"]
+exec = ["/bin/sh", "-c", "systemd-notify --ready; sleep 0.3; systemd-notify STOPPING=1 ERRNO=5 STATUS=draining; sleep 3; echo drained; exit 0"]
 "#;
     let stuck = r#"
 type = "notify"
