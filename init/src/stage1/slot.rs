@@ -281,7 +281,18 @@ impl Table {
             .open(disk)
             .map_err(open_err)?;
         match access {
-            Access::Write => file.lock().map_err(open_err)?,
+            Access::Write => match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    log::warn!(
+                        "{}: waiting for another `keel update` command to release the \
+                         partition table",
+                        disk.display()
+                    );
+                    file.lock().map_err(open_err)?;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
+            },
             Access::TryWrite => match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -562,9 +573,22 @@ mod tests {
             Table::try_open(&path),
             Err(SlotError::Busy { disk }) if disk == path
         ));
+        // Another writer (a second `keel update`) waits for it.
+        let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (path, released) = (path.clone(), released.clone());
+            std::thread::spawn(move || {
+                let t = Table::open(&path).unwrap();
+                assert!(released.load(std::sync::atomic::Ordering::SeqCst));
+                drop(t);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
         w.set(Slot::A, s(1, 0, true));
         w.commit().unwrap();
+        released.store(true, std::sync::atomic::Ordering::SeqCst);
         drop(w);
+        waiter.join().unwrap();
         let t = Table::try_open(&path).unwrap();
         assert_eq!(t.gpt.read_from, TableCopy::Primary);
         assert_eq!(t.gpt.damage, None);

@@ -102,6 +102,12 @@ pub enum UpdateError {
 
 /// Entry point: `keel update ARGS`.
 pub fn main(args: &[String]) -> u8 {
+    // Warnings of the steps below (a table repaired, a lock waited for) on
+    // stderr.
+    keel_kernel::kmsg::init(&keel_kernel::kmsg::LogConfig {
+        kmsg: false,
+        level: log::LevelFilter::Warn,
+    });
     let r = match args.first().map(String::as_str) {
         Some("apply") => apply_cmd(&args[1..]),
         Some("status") => status(args.iter().any(|a| a == "--json")),
