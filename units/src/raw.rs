@@ -112,21 +112,38 @@ fn loc_of(span: Option<Range<usize>>, index: &LineIndex<'_>, fallback: &Loc) -> 
     span.map_or_else(|| fallback.clone(), |s| index.loc(s.start))
 }
 
-/// A table, or an inline one: entries in file order.
-fn from_table(t: &dyn toml_edit::TableLike, index: &LineIndex<'_>, parent: &Loc) -> Table {
-    let mut out = Table::default();
-    for (key, item) in t.iter() {
+/// A table's entries in file order. Tables and inline tables each have
+/// their own walk: one over `&dyn toml_edit::TableLike` links every method
+/// of both vtables into keel (20 KB, measured).
+fn from_table(t: &toml_edit::Table, index: &LineIndex<'_>, parent: &Loc) -> Table {
+    sorted(t.iter().filter_map(|(key, item)| {
         let key_loc = loc_of(t.key(key).and_then(toml_edit::Key::span), index, parent);
-        if let Some(node) = from_item(item, index, &key_loc) {
-            out.entries.push(Entry {
-                key: key.to_owned(),
-                key_loc,
-                node,
-            });
+        let node = from_item(item, index, &key_loc)?;
+        Some(Entry {
+            key: key.to_owned(),
+            key_loc,
+            node,
+        })
+    }))
+}
+
+fn from_inline(t: &toml_edit::InlineTable, index: &LineIndex<'_>, parent: &Loc) -> Table {
+    sorted(t.iter().map(|(key, value)| {
+        let key_loc = loc_of(t.key(key).and_then(toml_edit::Key::span), index, parent);
+        let node = from_value(value, index, &key_loc);
+        Entry {
+            key: key.to_owned(),
+            key_loc,
+            node,
         }
-    }
-    out.entries.sort_by(|a, b| a.key_loc.cmp(&b.key_loc));
-    out
+    }))
+}
+
+/// The entries, ordered by where their keys are written.
+fn sorted(entries: impl Iterator<Item = Entry>) -> Table {
+    let mut entries: Vec<Entry> = entries.collect();
+    entries.sort_by(|a, b| a.key_loc.cmp(&b.key_loc));
+    Table { entries }
 }
 
 fn from_item(item: &toml_edit::Item, index: &LineIndex<'_>, fallback: &Loc) -> Option<Node> {
@@ -166,7 +183,7 @@ fn from_value(v: &toml_edit::Value, index: &LineIndex<'_>, fallback: &Loc) -> No
         V::Boolean(b) => Value::Bool(*b.value()),
         V::Datetime(_) => Value::Datetime,
         V::Array(a) => Value::Array(a.iter().map(|x| from_value(x, index, &loc)).collect()),
-        V::InlineTable(t) => Value::Table(from_table(t, index, &loc)),
+        V::InlineTable(t) => Value::Table(from_inline(t, index, &loc)),
     };
     Node { loc, value }
 }
