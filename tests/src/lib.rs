@@ -59,6 +59,22 @@ impl Drop for TempDir {
     }
 }
 
+/// `s` as a TOML basic string, quotes included (for unit files that embed
+/// a shell command).
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Writes `dir/name.toml`.
 pub fn write_unit(dir: &Path, name: &str, text: &str) {
     std::fs::create_dir_all(dir).expect("create unit dir");

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_tests::{keel_bin, run_with_timeout, write_unit, TempDir};
+use keel_tests::{keel_bin, run_with_timeout, toml_string, write_unit, TempDir};
 use std::process::Command;
 use std::time::Duration;
 
@@ -50,32 +50,57 @@ exec = ["/bin/sh", "-c", "echo dependent-ran"]
     assert!(!out.stderr.contains("degraded"), "{all}");
 }
 
+/// `keel notify --ready` returns only once keel has taken READY=1 in (its
+/// BARRIER): right after it, `keel status` already says ready. The
+/// dependent waits for that check, so the order is causal, not a race of
+/// two pipes.
 #[test]
 fn keel_notify_is_a_client_too() {
     let t = TempDir::new("supervise-keel-notify");
     let units = t.path().join("units");
+    let run = t.path().join("run");
+    let checked = t.path().join("checked");
     let keel = keel_bin();
+    let svc = format!(
+        "sleep 0.2; {keel} notify --ready --status=up && echo notify-sent; \
+         {keel} status svc --json --control {sock} | grep -o '\"state\":\"[a-z-]*\"'; \
+         touch {checked}; exec sleep 100",
+        keel = keel.display(),
+        sock = run.join("control.sock").display(),
+        checked = checked.display(),
+    );
     write_unit(
         &units,
         "svc",
         &format!(
-            "type = \"notify\"\nexec = [\"/bin/sh\", \"-c\", \"sleep 0.2; {} notify --ready --status=up && echo notify-sent; exec sleep 100\"]\n",
-            keel.display()
+            "type = \"notify\"\nexec = [\"/bin/sh\", \"-c\", {}]\n",
+            toml_string(&svc)
         ),
+    );
+    let after = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo after-ran",
+        checked.display()
     );
     write_unit(
         &units,
         "after",
-        "type = \"oneshot\"\nrequires = [\"svc\"]\nexec = [\"/bin/echo\", \"after-ran\"]\n",
+        &format!(
+            "type = \"oneshot\"\nrequires = [\"svc\"]\nexec = [\"/bin/sh\", \"-c\", {}]\n",
+            toml_string(&after)
+        ),
     );
-    let out = supervise(&units, &t.path().join("run"));
+    let out = supervise(&units, &run);
     let all = out.all();
     assert_eq!(out.code, Some(0), "{all}");
-    let sent = all
-        .find("notify-sent")
-        .expect("keel notify returned 0 after the barrier");
-    let after = all.find("after-ran").expect("dependent ran");
-    assert!(sent < after, "{all}");
+    assert!(
+        all.contains("svc: notify-sent"),
+        "keel notify exited 0:\n{all}"
+    );
+    assert!(
+        all.contains("svc: \"state\":\"ready\""),
+        "ready as soon as keel notify returned:\n{all}"
+    );
+    assert!(all.contains("after: after-ran"), "{all}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_tests::{keel_bin, run_with_timeout, write_unit, TempDir};
+use keel_tests::{keel_bin, run_with_timeout, toml_string, write_unit, TempDir};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -276,20 +276,6 @@ impl Drop for Running {
             self.stop_inner();
         }
     }
-}
-
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[test]
