@@ -59,6 +59,15 @@ impl Drop for TempDir {
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a daemon or a
+/// probe target the test starts).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
+
 /// `s` as a TOML basic string, quotes included (for unit files that embed
 /// a shell command).
 pub fn toml_string(s: &str) -> String {

@@ -4,19 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_tests::{keel_bin, run_with_timeout, write_unit, TempDir};
+use keel_tests::{free_port, keel_bin, run_with_timeout, write_unit, TempDir};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn units_come_and_go_with_etcd() {

@@ -5,17 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_tests::{keel_bin, run_with_timeout, write_unit, TempDir};
+use keel_tests::{free_port, keel_bin, run_with_timeout, write_unit, TempDir};
 use std::process::Command;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn running(pattern: &str) -> bool {
     Command::new("pgrep")

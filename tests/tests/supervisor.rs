@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-use keel_tests::{keel_bin, run_with_timeout, toml_string, write_unit, TempDir};
+use keel_tests::{free_port, keel_bin, run_with_timeout, toml_string, write_unit, TempDir};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -336,10 +336,7 @@ else:
 
 #[test]
 fn probes_gate_readiness_and_failing_health_checks_restart() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let server = format!(
         "import http.server, socketserver, time, os\n\
          time.sleep(0.5)\n\
