@@ -754,24 +754,15 @@ mod tests {
 
     #[test]
     fn a_blessing_waits_for_a_locked_table_without_blocking() {
-        use keel_image::gpt::{types, Gpt, Guid, SlotAttrs};
+        use keel_image::gpt::SlotAttrs;
         let d = tmp("locked");
         let disk = d.join("disk.img");
-        let mut g = Gpt::new(32 << 20, Guid::derived("d")).unwrap();
-        for l in ["KEEL-A", "KEEL-B"] {
-            g.add(l, types::LINUX_ROOT_X86_64, Guid::derived(l), 8 << 20)
-                .unwrap();
-        }
         let tried = SlotAttrs {
             priority: 2,
             tries: 0,
             successful: false,
         };
-        g.set_slot("KEEL-B", tried);
-        let mut f = File::create(&disk).unwrap();
-        f.set_len(32 << 20).unwrap();
-        g.write(&mut f).unwrap();
-        drop(f);
+        crate::stage1::slot::write_test_disk(&disk, SlotAttrs::default(), tried);
         let paths = Paths {
             run: d.join("run"),
             log: d.join("log"),

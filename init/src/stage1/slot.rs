@@ -280,9 +280,14 @@ impl Table {
             .write(access != Access::Read)
             .open(disk)
             .map_err(open_err)?;
-        match access {
-            Access::Write => match file.try_lock() {
+        if access != Access::Read {
+            match file.try_lock() {
                 Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) if access == Access::TryWrite => {
+                    return Err(SlotError::Busy {
+                        disk: disk.to_path_buf(),
+                    })
+                }
                 Err(std::fs::TryLockError::WouldBlock) => {
                     log::warn!(
                         "{}: waiting for another `keel update` command to release the \
@@ -292,17 +297,7 @@ impl Table {
                     file.lock().map_err(open_err)?;
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
-            },
-            Access::TryWrite => match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(SlotError::Busy {
-                        disk: disk.to_path_buf(),
-                    })
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(open_err(e)),
-            },
-            Access::Read => {}
+            }
         }
         let size = block::size_bytes(&file).map_err(open_err)?;
         let gpt = Gpt::read(&mut file, size).map_err(|source| SlotError::Gpt {
@@ -364,6 +359,24 @@ pub fn count_boot(disk: &Path, forced: Option<Slot>) -> Result<Choice, SlotError
         t.commit()?;
     }
     Ok(choice)
+}
+
+/// A 32 MiB disk image with 8 MiB `KEEL-A` and `KEEL-B` partitions
+/// carrying `a` and `b` (tests of the table and of the blessing).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is a failed test
+pub(crate) fn write_test_disk(path: &Path, a: SlotAttrs, b: SlotAttrs) {
+    use keel_image::gpt::{types, Guid};
+    let mut g = Gpt::new(32 << 20, Guid::derived("d")).unwrap();
+    for l in ["KEEL-A", "KEEL-B"] {
+        g.add(l, types::LINUX_ROOT_X86_64, Guid::derived(l), 8 << 20)
+            .unwrap();
+    }
+    g.set_slot("KEEL-A", a);
+    g.set_slot("KEEL-B", b);
+    let mut f = File::create(path).unwrap();
+    f.set_len(32 << 20).unwrap();
+    g.write(&mut f).unwrap();
 }
 
 #[cfg(test)]
@@ -525,21 +538,11 @@ mod tests {
 
     #[test]
     fn counting_a_boot_writes_both_copies_before_returning() {
-        use keel_image::gpt::{types, Guid, TableCopy};
+        use keel_image::gpt::TableCopy;
         let dir = std::env::temp_dir().join(format!("keel-slot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk.img");
-        let mut g = Gpt::new(32 << 20, Guid::derived("d")).unwrap();
-        for l in ["KEEL-A", "KEEL-B"] {
-            g.add(l, types::LINUX_ROOT_X86_64, Guid::derived(l), 8 << 20)
-                .unwrap();
-        }
-        g.set_slot("KEEL-A", s(1, 0, true));
-        g.set_slot("KEEL-B", s(2, 1, false));
-        let mut f = File::create(&path).unwrap();
-        f.set_len(32 << 20).unwrap();
-        g.write(&mut f).unwrap();
-        drop(f);
+        write_test_disk(&path, s(1, 0, true), s(2, 1, false));
 
         let c = count_boot(&path, None).unwrap();
         assert_eq!(c.slot, Slot::B);
