@@ -164,14 +164,6 @@ impl Supervisor {
             self.feed(name, Event::ReloadingNotified);
         }
         if msg.stopping {
-            // After keel's own stop signal it only confirms the stop.
-            let asked = matches!(
-                self.services.get(name).map(|s| &s.state),
-                Some(State::Stopping { .. })
-            );
-            if !asked {
-                log::info!("{name}: stopping by itself (STOPPING=1)");
-            }
             self.feed(name, Event::StoppingNotified);
         }
         if msg.fdstore && !fds.is_empty() {
@@ -372,11 +364,13 @@ impl Supervisor {
         // An exec probe runs as the unit's main process would (user,
         // environment, directory); its output goes to the unit's log. The
         // tcp and http probes are keel's own and run as keel.
-        let spawned = match (&probe, self.units.get(name).cloned()) {
-            (Probe::Exec(_), Some(unit)) => self
-                .unit_command(&unit, &argv)
-                .and_then(|mut c| self.spawn_logged(name, &mut c, &argv)),
-            _ => Command::new(&argv)
+        let exec = match (&probe, self.units.get(name)) {
+            (Probe::Exec(_), Some(unit)) => Some(self.unit_command(unit, &argv)),
+            _ => None,
+        };
+        let spawned = match exec {
+            Some(cmd) => cmd.and_then(|mut c| self.spawn_logged(name, &mut c, &argv)),
+            None => Command::new(&argv)
                 .and_then(|c| c.spawn())
                 .map_err(|e| e.to_string()),
         };

@@ -278,6 +278,11 @@ impl Service {
             }
             (Ready { pid } | Reloading { pid }, Event::StoppingNotified) => {
                 // As systemd does: as if it had been sent its stop signal.
+                // (After keel's own stop signal it only confirms the stop.)
+                out.push(Action::Log {
+                    error: false,
+                    message: "stopping by itself (STOPPING=1)".into(),
+                });
                 self.state = Deactivating { pid: *pid };
                 out.push(Action::SetTimer(now + p.stop_timeout));
             }
