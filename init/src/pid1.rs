@@ -373,12 +373,12 @@ fn kill_deaf_to_sigterm(proc: &Path) {
         else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
         if pid == me {
             continue;
         }
+        let Ok(text) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
         if let Some(why) = deaf_to_sigterm(&text) {
             let name = status_field(&text, "Name").unwrap_or("?");
             log::info!("PID {pid} ({name}) {why}: SIGKILL");

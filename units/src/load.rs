@@ -4,7 +4,7 @@
 //! later directory's drop-in replaces an earlier one of the same file name).
 //! Reading files is the only thing this crate does besides computing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -55,7 +55,7 @@ pub fn load(dirs: &[PathBuf]) -> Loaded {
     let mut diagnostics = Vec::new();
     let mut mains: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut dropins: BTreeMap<String, BTreeMap<OsString, PathBuf>> = BTreeMap::new();
-    let mut masked: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut masked: BTreeSet<String> = BTreeSet::new();
     for dir in dirs {
         let entries = match sorted_entries(dir) {
             Ok(entries) => entries,
@@ -72,7 +72,7 @@ pub fn load(dirs: &[PathBuf]) -> Loaded {
             if let Some(stem) = name.strip_suffix(".toml").filter(|_| links_to_null(&path)) {
                 // Masked, as systemd does it: `ln -s /dev/null NAME.toml`.
                 mains.remove(stem);
-                masked.insert(stem.to_owned(), path);
+                masked.insert(stem.to_owned());
             } else if let Some(stem) = name.strip_suffix(".toml").filter(|_| path.is_file()) {
                 if valid_unit_name(stem) {
                     masked.remove(stem);
@@ -121,7 +121,7 @@ pub fn load(dirs: &[PathBuf]) -> Loaded {
         src.file = file;
         sources.push(src);
     }
-    for name in masked.keys() {
+    for name in &masked {
         dropins.remove(name);
     }
     for (name, orphans) in dropins {
@@ -129,7 +129,7 @@ pub fn load(dirs: &[PathBuf]) -> Loaded {
             diagnostics.push(LoadError::OrphanDropin(name).at(path, None));
         }
     }
-    let mut loaded = resolve_masked(sources, masked.into_keys().collect());
+    let mut loaded = resolve_masked(sources, masked.into_iter().collect());
     loaded.diagnostics.extend(diagnostics);
     loaded.diagnostics.sort();
     loaded
